@@ -1,0 +1,426 @@
+// Package api serves the engine over HTTP: the calls API, customer
+// profiles, health, and the authentication and limits that guard them.
+package api
+
+import (
+	"crypto/sha256"
+	"crypto/subtle"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"math"
+	"mime"
+	"net"
+	"net/http"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"golang.org/x/time/rate"
+
+	"github.com/sticky-cc/sticky/core"
+)
+
+// Options configures a Server.
+type Options struct {
+	Engine *core.Engine
+	// Keys are the accepted API keys. Only their SHA-256 hashes are kept.
+	// With none, every request is allowed (the caller must then listen on
+	// loopback only; see CheckAddr).
+	Keys []string
+	// RatePerSecond and Burst limit each key (default 500/s, burst 1000).
+	RatePerSecond float64
+	Burst         int
+	Logger        *slog.Logger
+}
+
+// Server is the HTTP API.
+type Server struct {
+	opts    Options
+	engine  *core.Engine
+	log     *slog.Logger
+	keys    [][32]byte
+	mux     *http.ServeMux
+	limitMu sync.Mutex
+	limits  map[int]*rate.Limiter
+
+	readyMu sync.Mutex
+	ready   []readiness
+}
+
+type readiness struct {
+	name  string
+	check func() (bool, string)
+	gate  bool
+}
+
+// New builds the API server with its routes.
+func New(opts Options) *Server {
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	if opts.RatePerSecond <= 0 {
+		opts.RatePerSecond = 500
+	}
+	if opts.Burst <= 0 {
+		opts.Burst = 1000
+	}
+	s := &Server{opts: opts, engine: opts.Engine, log: opts.Logger, mux: http.NewServeMux(), limits: map[int]*rate.Limiter{}}
+	for _, k := range opts.Keys {
+		if k = strings.TrimSpace(k); k != "" {
+			s.keys = append(s.keys, sha256.Sum256([]byte(k)))
+		}
+	}
+	s.Handle("POST /v1/calls/start", http.HandlerFunc(s.start))
+	s.Handle("POST /v1/calls/end", http.HandlerFunc(s.end))
+	s.Handle("GET /v1/customers/{ref}", http.HandlerFunc(s.getCustomer))
+	s.Handle("DELETE /v1/customers/{ref}", http.HandlerFunc(s.deleteCustomer))
+	s.Handle("POST /v1/customers/{ref}/merge", http.HandlerFunc(s.merge))
+	s.Handle("DELETE /v1/customers/{ref}/identifiers/{kind}/{value}", http.HandlerFunc(s.unlink))
+	s.HandlePublic("GET /healthz", http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		WriteJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+	}))
+	s.HandlePublic("GET /readyz", http.HandlerFunc(s.readyz))
+	return s
+}
+
+// Authenticated reports whether the server requires API keys.
+func (s *Server) Authenticated() bool { return len(s.keys) > 0 }
+
+// CheckAddr refuses a listen address that is not loopback when no API key
+// is configured: an open API must never be reachable from the network.
+func (s *Server) CheckAddr(addr string) error {
+	if s.Authenticated() {
+		return nil
+	}
+	return RequireLoopback(addr)
+}
+
+// RequireLoopback errors unless addr's host is a loopback address.
+func RequireLoopback(addr string) error {
+	host, _, err := splitHostPort(addr)
+	if err != nil {
+		return err
+	}
+	if host == "localhost" || isLoopbackIP(host) {
+		return nil
+	}
+	return fmt.Errorf("refusing to listen on %q without API keys: set STICKY_API_KEYS or bind to 127.0.0.1", addr)
+}
+
+// Handle registers an authenticated, rate-limited route (adapters use it too).
+func (s *Server) Handle(pattern string, h http.Handler) {
+	s.mux.Handle(pattern, s.guard(h))
+}
+
+// HandlePublic registers a route that needs no key (health, metrics, the
+// desktop page, which authenticates against NATS itself).
+func (s *Server) HandlePublic(pattern string, h http.Handler) { s.mux.Handle(pattern, h) }
+
+// AddReadiness adds a check to /readyz. gate false means the check is only
+// reported (the PBX), gate true means failing it makes the API unready.
+func (s *Server) AddReadiness(name string, gate bool, check func() (ok bool, detail string)) {
+	s.readyMu.Lock()
+	defer s.readyMu.Unlock()
+	s.ready = append(s.ready, readiness{name, check, gate})
+}
+
+func (s *Server) readyz(w http.ResponseWriter, _ *http.Request) {
+	s.readyMu.Lock()
+	checks := append([]readiness(nil), s.ready...)
+	s.readyMu.Unlock()
+	type result struct {
+		OK     bool   `json:"ok"`
+		Detail string `json:"detail,omitempty"`
+		Gates  bool   `json:"gates_readiness"`
+	}
+	out := map[string]result{}
+	ready := true
+	for _, c := range checks {
+		ok, detail := c.check()
+		out[c.name] = result{ok, detail, c.gate}
+		if c.gate && !ok {
+			ready = false
+		}
+	}
+	status := http.StatusOK
+	if !ready {
+		status = http.StatusServiceUnavailable
+	}
+	WriteJSON(w, status, map[string]any{"ready": ready, "checks": out})
+}
+
+// ServeHTTP serves every route, answering unknown paths and wrong methods
+// with the error envelope too.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	began := time.Now()
+	sw := &statusWriter{ResponseWriter: w, status: http.StatusOK}
+	defer func() {
+		if p := recover(); p != nil {
+			if p == http.ErrAbortHandler {
+				panic(p)
+			}
+			s.log.Error("handler panic", "panic", fmt.Sprint(p), "route", r.Pattern)
+			if !sw.wrote {
+				Fail(sw, http.StatusInternalServerError, "internal error; it has been logged")
+			}
+		}
+		s.log.Debug("http", "method", r.Method, "route", r.Pattern, "status", sw.status, "took", time.Since(began))
+	}()
+	h, pattern := s.mux.Handler(r)
+	if pattern == "" {
+		probe := &probeWriter{header: http.Header{}}
+		h.ServeHTTP(probe, r)
+		if allow := probe.header.Get("Allow"); allow != "" {
+			sw.Header().Set("Allow", allow)
+		}
+		switch probe.status {
+		case http.StatusMethodNotAllowed:
+			Fail(sw, probe.status, r.Method+" is not allowed here; allowed: "+probe.header.Get("Allow"))
+		case http.StatusNotFound, 0:
+			Fail(sw, http.StatusNotFound, "no such endpoint: "+r.Method+" "+truncate(r.URL.Path, 80))
+		default:
+			// the mux redirects (trailing slash, cleaned path)
+			for k, v := range probe.header {
+				sw.Header()[k] = v
+			}
+			sw.WriteHeader(probe.status)
+		}
+		return
+	}
+	s.mux.ServeHTTP(sw, r)
+}
+
+func truncate(s string, n int) string {
+	if len(s) > n {
+		return s[:n] + "…"
+	}
+	return s
+}
+
+type statusWriter struct {
+	http.ResponseWriter
+	status int
+	wrote  bool
+}
+
+func (w *statusWriter) WriteHeader(code int) {
+	if !w.wrote {
+		w.status, w.wrote = code, true
+	}
+	w.ResponseWriter.WriteHeader(code)
+}
+
+func (w *statusWriter) Write(b []byte) (int, error) {
+	w.wrote = true
+	return w.ResponseWriter.Write(b)
+}
+
+func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
+
+type probeWriter struct {
+	header http.Header
+	status int
+}
+
+func (p *probeWriter) Header() http.Header { return p.header }
+func (p *probeWriter) Write(b []byte) (int, error) {
+	if p.status == 0 {
+		p.status = http.StatusOK
+	}
+	return len(b), nil
+}
+func (p *probeWriter) WriteHeader(code int) {
+	if p.status == 0 {
+		p.status = code
+	}
+}
+
+// guard authenticates and rate-limits a request.
+func (s *Server) guard(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		key := -1
+		if s.Authenticated() {
+			key = s.keyIndex(r)
+			if key < 0 {
+				w.Header().Set("WWW-Authenticate", `Bearer realm="sticky"`)
+				Fail(w, http.StatusUnauthorized, "missing or unknown API key: send Authorization: Bearer <key>")
+				return
+			}
+		}
+		if wait, ok := s.allow(key); !ok {
+			w.Header().Set("Retry-After", strconv.Itoa(wait))
+			Fail(w, http.StatusTooManyRequests, "rate limit exceeded; retry after "+strconv.Itoa(wait)+"s")
+			return
+		}
+		h.ServeHTTP(w, r)
+	})
+}
+
+// Authorize reports whether r carries a valid API key (always true when no
+// keys are configured). Routes registered with HandlePublic that accept
+// other credentials too (signed webhooks) use it.
+func (s *Server) Authorize(r *http.Request) bool {
+	return !s.Authenticated() || s.keyIndex(r) >= 0
+}
+
+// keyIndex finds the presented key among the configured ones. It hashes the
+// presented key and compares it with every stored hash in constant time,
+// without stopping early, so timing says nothing about which key is close.
+func (s *Server) keyIndex(r *http.Request) int {
+	auth := r.Header.Get("Authorization")
+	const prefix = "bearer "
+	if len(auth) <= len(prefix) || !strings.EqualFold(auth[:len(prefix)], prefix) {
+		return -1
+	}
+	presented := sha256.Sum256([]byte(strings.TrimSpace(auth[len(prefix):])))
+	found := -1
+	for i := range s.keys {
+		if subtle.ConstantTimeCompare(presented[:], s.keys[i][:]) == 1 {
+			found = i
+		}
+	}
+	return found
+}
+
+// allow takes a token from key's bucket, or says how many seconds to wait.
+func (s *Server) allow(key int) (int, bool) {
+	s.limitMu.Lock()
+	lim := s.limits[key]
+	if lim == nil {
+		lim = rate.NewLimiter(rate.Limit(s.opts.RatePerSecond), s.opts.Burst)
+		s.limits[key] = lim
+	}
+	s.limitMu.Unlock()
+	now := time.Now()
+	res := lim.ReserveN(now, 1)
+	if !res.OK() {
+		return 1, false
+	}
+	if d := res.DelayFrom(now); d > 0 {
+		res.CancelAt(now)
+		return int(math.Ceil(d.Seconds())), false
+	}
+	return 0, true
+}
+
+// ReadBody reads a JSON request body, enforcing the content type and the
+// 64 KiB limit; it writes the error itself and returns false on failure.
+func ReadBody(w http.ResponseWriter, r *http.Request) ([]byte, bool) {
+	if ct := r.Header.Get("Content-Type"); ct != "" {
+		mt, _, err := mime.ParseMediaType(ct)
+		if err != nil || !(mt == "application/json" || strings.HasSuffix(mt, "+json")) {
+			Fail(w, http.StatusUnsupportedMediaType, "send Content-Type: application/json")
+			return nil, false
+		}
+	}
+	return readLimited(w, r)
+}
+
+func readLimited(w http.ResponseWriter, r *http.Request) ([]byte, bool) {
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, core.MaxBodyBytes))
+	if err != nil {
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			Fail(w, http.StatusRequestEntityTooLarge, "request body is over 64 KiB")
+		} else {
+			Fail(w, http.StatusBadRequest, "could not read the request body")
+		}
+		return nil, false
+	}
+	return body, true
+}
+
+func (s *Server) start(w http.ResponseWriter, r *http.Request) {
+	body, ok := ReadBody(w, r)
+	if !ok {
+		return
+	}
+	req, err := core.ParseStart(body)
+	if err != nil {
+		WriteError(w, err)
+		return
+	}
+	res, err := s.engine.Start(r.Context(), req)
+	s.reply(w, r, res, err)
+}
+
+func (s *Server) end(w http.ResponseWriter, r *http.Request) {
+	body, ok := ReadBody(w, r)
+	if !ok {
+		return
+	}
+	req, err := core.ParseEnd(body)
+	if err != nil {
+		WriteError(w, err)
+		return
+	}
+	res, err := s.engine.End(r.Context(), req)
+	s.reply(w, r, res, err)
+}
+
+func (s *Server) reply(w http.ResponseWriter, r *http.Request, v any, err error) {
+	if err != nil {
+		if Status(err) >= 500 {
+			s.log.Error("request failed", "route", r.Pattern, "err", err)
+		}
+		WriteError(w, err)
+		return
+	}
+	WriteJSON(w, http.StatusOK, v)
+}
+
+func (s *Server) getCustomer(w http.ResponseWriter, r *http.Request) {
+	limit := 0
+	if v := r.URL.Query().Get("history_limit"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 || n > 1000 {
+			Fail(w, http.StatusBadRequest, "history_limit must be a whole number from 1 to 1000")
+			return
+		}
+		limit = n
+	}
+	p, err := s.engine.Customer(r.Context(), r.PathValue("ref"), limit)
+	s.reply(w, r, p, err)
+}
+
+func (s *Server) deleteCustomer(w http.ResponseWriter, r *http.Request) {
+	ref := r.PathValue("ref")
+	err := s.engine.DeleteCustomer(r.Context(), ref)
+	s.reply(w, r, map[string]any{"customer_ref": ref, "deleted": true}, err)
+}
+
+func (s *Server) merge(w http.ResponseWriter, r *http.Request) {
+	body, ok := ReadBody(w, r)
+	if !ok {
+		return
+	}
+	from, err := core.ParseMerge(body)
+	if err != nil {
+		WriteError(w, err)
+		return
+	}
+	p, err := s.engine.Merge(r.Context(), r.PathValue("ref"), from)
+	s.reply(w, r, p, err)
+}
+
+func (s *Server) unlink(w http.ResponseWriter, r *http.Request) {
+	ref := r.PathValue("ref")
+	err := s.engine.Unlink(r.Context(), ref, r.PathValue("kind"), r.PathValue("value"))
+	s.reply(w, r, map[string]any{"customer_ref": ref, "unlinked": true}, err)
+}
+
+func splitHostPort(addr string) (string, string, error) {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return "", "", fmt.Errorf("listen address %q: %v", addr, err)
+	}
+	return host, port, nil
+}
+
+func isLoopbackIP(host string) bool {
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}

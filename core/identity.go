@@ -1,0 +1,525 @@
+package core
+
+import (
+	"errors"
+	"fmt"
+	"math"
+	"net/mail"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/nyaruka/phonenumbers"
+
+	"github.com/sticky-cc/sticky/core/store"
+)
+
+// Identifier kinds. Other external ids are kept as "x.<key>".
+const (
+	KindPhone      = "phone"
+	KindEmail      = "email"
+	KindCustomerID = "customer_id"
+	KindCRMID      = "crm_id"
+	KindAccount    = "account_number"
+)
+
+// Identity levels and recommendations.
+const (
+	LevelVeryHigh = "very_high"
+	LevelHigh     = "high"
+	LevelMedium   = "medium"
+	LevelLow      = "low"
+
+	RecommendReuse   = "reuse"
+	RecommendConfirm = "confirm"
+	RecommendIgnore  = "ignore"
+)
+
+// Weights are how much each signal counts toward confidence.
+type Weights struct {
+	ANI           float64       `yaml:"ani"`
+	Email         float64       `yaml:"email"`
+	ExternalID    float64       `yaml:"external_id"`
+	Recency       float64       `yaml:"recency"`
+	RecencyWindow time.Duration `yaml:"recency_window"`
+}
+
+// DefaultWeights are the weights of the contract (SPEC section 2).
+func DefaultWeights() Weights {
+	return Weights{ANI: 0.40, Email: 0.30, ExternalID: 0.20, Recency: 0.10, RecencyWindow: 30 * 24 * time.Hour}
+}
+
+// Level maps a confidence to its level.
+func Level(c float64) string {
+	switch {
+	case c >= 0.9:
+		return LevelVeryHigh
+	case c >= 0.7:
+		return LevelHigh
+	case c >= 0.5:
+		return LevelMedium
+	}
+	return LevelLow
+}
+
+// Recommendation maps a confidence to what the agent should do with it.
+func Recommendation(c float64) string {
+	switch {
+	case c >= 0.5:
+		return RecommendReuse
+	case c >= 0.3:
+		return RecommendConfirm
+	}
+	return RecommendIgnore
+}
+
+var withheld = map[string]bool{
+	"": true, "anonymous": true, "restricted": true, "unknown": true, "unavailable": true,
+	"private": true, "withheld": true, "blocked": true,
+}
+
+// ErrNotPhone is returned for a caller number that cannot be a phone number.
+var ErrNotPhone = errors.New("not a phone number")
+
+// IsWithheld reports whether a caller number means "no number".
+func IsWithheld(raw string) bool { return withheld[strings.ToLower(strings.TrimSpace(raw))] }
+
+// NormalizePhone turns a caller number in any common form (+1 415-555-1234,
+// 4155551234, sip:+14155551234@host, tel:+1...) into E.164, reading numbers
+// without a country code in region. Withheld numbers give "" and no error.
+func NormalizePhone(raw, region string) (string, error) {
+	s := strings.TrimSpace(raw)
+	if IsWithheld(s) {
+		return "", nil
+	}
+	lower := strings.ToLower(s)
+	for _, scheme := range []string{"sips:", "sip:", "tel:"} {
+		if strings.HasPrefix(lower, scheme) {
+			s = s[len(scheme):]
+			if i := strings.IndexByte(s, '@'); i >= 0 {
+				s = s[:i]
+			}
+			break
+		}
+	}
+	if i := strings.IndexByte(s, ';'); i >= 0 {
+		s = s[:i]
+	}
+	if IsWithheld(s) {
+		return "", nil
+	}
+	digits := 0
+	for _, r := range s {
+		switch {
+		case r >= '0' && r <= '9':
+			digits++
+		case r == '+' || r == '-' || r == ' ' || r == '(' || r == ')' || r == '.' || r == '/':
+		default:
+			return "", ErrNotPhone
+		}
+	}
+	if digits < 3 || digits > 17 {
+		return "", ErrNotPhone
+	}
+	num, err := parsePhone(s, region)
+	if err != nil || !phonenumbers.IsPossibleNumber(num) {
+		return "", ErrNotPhone
+	}
+	return phonenumbers.Format(num, phonenumbers.E164), nil
+}
+
+// parsePhone guards the library: it is not documented to be panic-free on
+// every input, and a caller number must never take the process down.
+func parsePhone(s, region string) (num *phonenumbers.PhoneNumber, err error) {
+	defer func() {
+		if recover() != nil {
+			num, err = nil, ErrNotPhone
+		}
+	}()
+	return phonenumbers.Parse(s, region)
+}
+
+var lineTypeCache sync.Map // E.164 -> line type; numbers repeat, parsing does not need to
+
+// LineType returns mobile, landline or voip when the number's own metadata
+// is certain, else unknown.
+func LineType(e164 string) string {
+	if v, ok := lineTypeCache.Load(e164); ok {
+		return v.(string)
+	}
+	lt := "unknown"
+	if num, err := parsePhone(e164, ""); err == nil {
+		switch phonenumbers.GetNumberType(num) {
+		case phonenumbers.MOBILE:
+			lt = "mobile"
+		case phonenumbers.FIXED_LINE:
+			lt = "landline"
+		case phonenumbers.VOIP:
+			lt = "voip"
+		}
+	}
+	lineTypeCache.Store(e164, lt)
+	return lt
+}
+
+// NormalizeEmail trims and lower-cases an address and checks its shape.
+func NormalizeEmail(raw string) (string, error) {
+	s := strings.TrimSpace(raw)
+	if s == "" {
+		return "", nil
+	}
+	a, err := mail.ParseAddress(s)
+	if err != nil || a.Name != "" || strings.ContainsAny(a.Address, " \t") {
+		return "", fmt.Errorf("not an email address")
+	}
+	return strings.ToLower(a.Address), nil
+}
+
+// idKind maps an external id key to the identifier kind it indexes.
+func idKind(key string) string {
+	k := strings.ToLower(key)
+	switch k {
+	case KindEmail, KindCustomerID, KindCRMID, KindAccount, KindPhone:
+		return k
+	}
+	return "x." + k
+}
+
+// claim is one normalised identity hint with the weight it carries.
+type claim struct {
+	id     store.Identifier
+	source string
+	weight float64
+}
+
+// hintSet is a validated, normalised set of hints.
+type hintSet struct {
+	claims []claim
+	ref    string
+	dnis   string
+}
+
+func (h hintSet) identifiers() []store.Identifier {
+	out := make([]store.Identifier, len(h.claims))
+	for i, c := range h.claims {
+		out[i] = c.id
+	}
+	return out
+}
+
+func (h *hintSet) add(c claim) {
+	for i, o := range h.claims {
+		if o.id.Kind == c.id.Kind && o.id.Value == c.id.Value {
+			if c.weight > o.weight {
+				h.claims[i] = c
+			}
+			return
+		}
+	}
+	h.claims = append(h.claims, c)
+}
+
+var lineTypes = map[string]bool{"mobile": true, "landline": true, "voip": true, "unknown": true}
+
+// normalizeHints validates hints and turns them into weighted claims.
+func (e *Engine) normalizeHints(is *issues, h Hints, lineType string, path ...any) hintSet {
+	at := func(p ...any) []any { return append(slices.Clone(path), p...) }
+	var hs hintSet
+	checkText(is, h.CustomerRef, MaxIDLen, false, at("customer_ref")...)
+	hs.ref = h.CustomerRef
+	checkText(is, h.DNIS, MaxHintLen, false, at("dnis")...)
+	hs.dnis = strings.TrimSpace(h.DNIS)
+	if lineType != "" && !lineTypes[lineType] {
+		is.add("must be one of mobile, landline, voip, unknown", "telco", "line_type")
+	}
+	if len(h.ANI) > MaxHintLen {
+		is.add("must be at most 128 characters", at("ani")...)
+	} else if ani, err := NormalizePhone(h.ANI, e.opts.DefaultRegion); err != nil {
+		is.add("is not a phone number; send E.164 (+14155551234), a national number, or a sip:/tel: URI", at("ani")...)
+	} else if ani != "" {
+		lt := lineType
+		if lt == "" {
+			lt = LineType(ani)
+		}
+		hs.add(claim{store.Identifier{Kind: KindPhone, Value: ani}, "ani:" + lt, e.opts.Weights.ANI})
+	}
+	if len(h.ExternalIDs) > MaxExternalIDs {
+		is.add("must hold at most "+itoa(MaxExternalIDs)+" ids", at("external_ids")...)
+		return hs
+	}
+	keys := make([]string, 0, len(h.ExternalIDs))
+	for k := range h.ExternalIDs {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys) // deterministic claims, explanations and fingerprints
+	for _, k := range keys {
+		v := strings.TrimSpace(h.ExternalIDs[k])
+		p := at("external_ids", k)
+		if !validName(k) {
+			is.add("name must be 1-64 letters, digits, '_', '-' or '.'", p...)
+			continue
+		}
+		if v == "" {
+			continue
+		}
+		checkText(is, v, MaxHintLen, false, p...)
+		kind := idKind(k)
+		switch kind {
+		case KindEmail:
+			email, err := NormalizeEmail(v)
+			if err != nil {
+				is.add("is not an email address", p...)
+				continue
+			}
+			hs.add(claim{store.Identifier{Kind: KindEmail, Value: email}, "external_id", e.opts.Weights.Email})
+		case KindPhone:
+			ph, err := NormalizePhone(v, e.opts.DefaultRegion)
+			if err != nil {
+				is.add("is not a phone number", p...)
+				continue
+			}
+			if ph != "" {
+				hs.add(claim{store.Identifier{Kind: KindPhone, Value: ph}, "external_id", e.opts.Weights.ExternalID})
+			}
+		default:
+			hs.add(claim{store.Identifier{Kind: kind, Value: v}, "external_id", e.opts.Weights.ExternalID})
+		}
+	}
+	return hs
+}
+
+// variableClaims finds identifiers among an end's variables (email, phone,
+// customer_id, account_number, crm_id). Values that do not normalise are
+// context, not identity, and are skipped.
+func (e *Engine) variableClaims(vars map[string]string) []store.Identifier {
+	var out []store.Identifier
+	for _, name := range []string{KindEmail, KindPhone, KindCustomerID, KindAccount, KindCRMID} {
+		v := strings.TrimSpace(vars[name])
+		if v == "" || len(v) > MaxHintLen || strings.IndexFunc(v, invisible) >= 0 {
+			continue
+		}
+		switch name {
+		case KindEmail:
+			v, _ = NormalizeEmail(v)
+		case KindPhone:
+			v, _ = NormalizePhone(v, e.opts.DefaultRegion)
+		}
+		if v != "" {
+			out = append(out, store.Identifier{Kind: name, Value: v})
+		}
+	}
+	return out
+}
+
+// Identity is who the engine thinks is calling, and why.
+type Identity struct {
+	Confidence     float64     `json:"confidence"`
+	Level          string      `json:"level"`
+	Sources        []string    `json:"sources"`
+	Recommendation string      `json:"recommendation"`
+	Explanation    []Signal    `json:"explanation"`
+	Candidates     []Candidate `json:"candidates"`
+}
+
+// Signal is one piece of evidence and what it contributed.
+type Signal struct {
+	Source string  `json:"source"`
+	Weight float64 `json:"weight"`
+	Detail string  `json:"detail"`
+}
+
+// Candidate is another customer the hints also point at.
+type Candidate struct {
+	CustomerRef string   `json:"customer_ref"`
+	Score       float64  `json:"score"`
+	Sources     []string `json:"sources"`
+}
+
+type candidate struct {
+	ref     string
+	cust    store.Customer
+	support float64
+	score   float64
+	sources []string
+	signals []Signal
+	matched []bool // per claim
+}
+
+// resolution is the outcome of scoring hints against the store.
+type resolution struct {
+	identity Identity
+	best     *candidate // nil: nobody matched well enough to reuse
+	known    bool       // an explicit customer_ref was found
+}
+
+func round3(f float64) float64 { return math.Round(f*1000) / 1000 }
+
+func (e *Engine) recency(c store.Customer, now time.Time) (float64, int) {
+	w := e.opts.Weights
+	if c.LastContactAt.IsZero() || w.RecencyWindow <= 0 {
+		return 0, -1
+	}
+	age := max(now.Sub(c.LastContactAt), 0)
+	days := int(age / (24 * time.Hour))
+	f := 1 - float64(age)/float64(w.RecencyWindow)
+	if f <= 0 {
+		return 0, days
+	}
+	return w.Recency * f, days
+}
+
+// resolve scores every customer the hints point at. It never writes.
+func (e *Engine) resolve(t *store.Txn, hs hintSet, now time.Time) (resolution, error) {
+	var explicit *store.Customer
+	if hs.ref != "" {
+		c, ok, err := t.Customer(hs.ref)
+		if err != nil {
+			return resolution{}, err
+		}
+		if ok {
+			explicit = &c
+		}
+	}
+	cands := map[string]*candidate{}
+	var order []*candidate
+	var unmatched []Signal
+	refsPer := make([]int, len(hs.claims))
+	for i, cl := range hs.claims {
+		refs, err := t.Refs(cl.id.Kind, cl.id.Value)
+		if err != nil {
+			return resolution{}, err
+		}
+		refsPer[i] = len(refs)
+		if len(refs) == 0 {
+			unmatched = append(unmatched, Signal{cl.source, 0, "no customer has this " + kindName(cl.id.Kind) + " yet"})
+			continue
+		}
+		w := cl.weight / float64(len(refs))
+		detail := kindName(cl.id.Kind) + " matches"
+		if len(refs) > 1 {
+			detail += fmt.Sprintf(" (shared by %d customers, weight divided by %d)", len(refs), len(refs))
+		}
+		for _, ref := range refs {
+			c := cands[ref]
+			if c == nil {
+				c = &candidate{ref: ref, matched: make([]bool, len(hs.claims))}
+				cands[ref] = c
+				order = append(order, c)
+			}
+			c.support += w
+			c.matched[i] = true
+			if !slices.Contains(c.sources, cl.source) {
+				c.sources = append(c.sources, cl.source)
+			}
+			c.signals = append(c.signals, Signal{cl.source, round3(w), detail})
+		}
+	}
+	// Load each candidate for recency; drop index entries whose customer is gone.
+	live := order[:0]
+	for _, c := range order {
+		cust, ok, err := t.Customer(c.ref)
+		if err != nil {
+			return resolution{}, err
+		}
+		if !ok {
+			continue
+		}
+		c.cust, c.ref = cust, cust.Ref
+		if r, days := e.recency(cust, now); r > 0 {
+			src := fmt.Sprintf("recency:%dday", days)
+			c.sources = append(c.sources, src)
+			c.signals = append(c.signals, Signal{src, round3(r), fmt.Sprintf("last contact %d day(s) ago", days)})
+			c.score = r
+		}
+		c.score = min(1, c.score+c.support)
+		live = append(live, c)
+	}
+	slices.SortStableFunc(live, func(a, b *candidate) int {
+		switch {
+		case a.score != b.score:
+			if a.score > b.score {
+				return -1
+			}
+			return 1
+		case !a.cust.LastContactAt.Equal(b.cust.LastContactAt):
+			return b.cust.LastContactAt.Compare(a.cust.LastContactAt)
+		}
+		return strings.Compare(a.ref, b.ref)
+	})
+
+	var res resolution
+	id := &res.identity
+	id.Sources, id.Explanation, id.Candidates = []string{}, []Signal{}, []Candidate{}
+	if explicit != nil {
+		res.known = true
+		var best *candidate
+		for _, c := range live {
+			if c.ref == explicit.Ref {
+				best = c
+			}
+		}
+		if best == nil {
+			best = &candidate{ref: explicit.Ref, cust: *explicit}
+		}
+		res.best = best
+		id.Confidence = 1
+		id.Sources = append([]string{"customer_ref"}, best.sources...)
+		id.Explanation = append([]Signal{{"customer_ref", 1, "the request named a known customer"}}, best.signals...)
+	} else if len(live) > 0 {
+		best := live[0]
+		conf := best.score
+		contra := 0.0
+		for i, cl := range hs.claims {
+			if best.matched[i] || refsPer[i] == 0 {
+				continue
+			}
+			contra += cl.weight / float64(refsPer[i])
+		}
+		if contra > 0 && best.support > 0 {
+			conf = best.score * best.support / (best.support + contra)
+		}
+		conf = round3(conf)
+		id.Explanation = append(id.Explanation, best.signals...)
+		if contra > 0 {
+			id.Explanation = append(id.Explanation, Signal{"conflict", round3(conf - best.score),
+				"other hints point at a different customer; confidence lowered"})
+		}
+		if Recommendation(conf) != RecommendIgnore {
+			res.best = best
+			id.Confidence = conf
+			id.Sources = slices.Clone(best.sources)
+		} else {
+			id.Explanation = append(id.Explanation, Signal{"new_customer", 0, "evidence too weak to reuse a customer; a new one was created"})
+		}
+	}
+	id.Explanation = append(id.Explanation, unmatched...)
+	for _, c := range live {
+		if res.best != nil && c.ref == res.best.ref {
+			continue
+		}
+		if len(id.Candidates) == 5 {
+			break
+		}
+		id.Candidates = append(id.Candidates, Candidate{CustomerRef: c.ref, Score: round3(c.score), Sources: c.sources})
+	}
+	id.Level = Level(id.Confidence)
+	id.Recommendation = Recommendation(id.Confidence)
+	return res, nil
+}
+
+func kindName(kind string) string {
+	switch kind {
+	case KindPhone:
+		return "phone number"
+	case KindEmail:
+		return "email"
+	case KindCustomerID:
+		return "customer id"
+	case KindCRMID:
+		return "CRM id"
+	case KindAccount:
+		return "account number"
+	}
+	return "external id " + strings.TrimPrefix(kind, "x.")
+}

@@ -1,0 +1,383 @@
+package store
+
+import (
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math"
+	"slices"
+	"time"
+
+	"github.com/dgraph-io/badger/v4"
+)
+
+// Key layout. Ids, refs and identifier values never contain control
+// characters (the engine rejects them), so 0x00 is a safe separator.
+//
+//	C<ref>                       Customer
+//	A<ref>                       alias: ref merged into another customer
+//	I<kind>\0<value>             []ref holding that identifier
+//	V<ref>\0<name>               Variable
+//	H<ref>\0<^ended ns><call id> Interaction, newest first
+//	K<call id>                   Call
+//	L<ref>\0<call id>            the customer's calls (for erasure)
+const (
+	pCustomer    = 'C'
+	pAlias       = 'A'
+	pIdentifier  = 'I'
+	pVariable    = 'V'
+	pInteraction = 'H'
+	pCall        = 'K'
+	pCustCall    = 'L'
+)
+
+// MaxRefsPerIdentifier bounds how many customers one identifier may point at
+// (an office switchboard); older links fall off first.
+const MaxRefsPerIdentifier = 64
+
+// Identifier is a normalised customer identifier: a phone number in E.164,
+// an email address, or an external id of some kind.
+type Identifier struct {
+	Kind     string    `json:"kind"`
+	Value    string    `json:"value"`
+	LinkedAt time.Time `json:"linked_at"`
+	Source   string    `json:"source,omitempty"`
+}
+
+// Intent is what a customer contacted us about, with its running state.
+type Intent struct {
+	Name          string    `json:"intent"`
+	Status        string    `json:"status"`
+	AttemptCount  int       `json:"attempt_count"`
+	FirstRaisedAt time.Time `json:"first_raised_at"`
+	LastContactAt time.Time `json:"last_contact_at"`
+	LastChannel   string    `json:"last_channel,omitempty"`
+}
+
+// Customer is one person (or account) and what identifies them.
+type Customer struct {
+	Ref           string       `json:"ref"`
+	CreatedAt     time.Time    `json:"created_at"`
+	UpdatedAt     time.Time    `json:"updated_at"`
+	LastContactAt time.Time    `json:"last_contact_at"`
+	LastChannel   string       `json:"last_channel,omitempty"`
+	Identifiers   []Identifier `json:"identifiers"`
+	Intents       []Intent     `json:"intents"`
+}
+
+// Variable is one named piece of context with its expiry.
+type Variable struct {
+	Name      string    `json:"name"`
+	Value     string    `json:"value"`
+	Source    string    `json:"source,omitempty"`
+	SetAt     time.Time `json:"set_at"`
+	ExpiresAt time.Time `json:"expires_at"`
+}
+
+// Interaction is one finished contact on any channel.
+type Interaction struct {
+	CallID       string    `json:"call_id"`
+	Channel      string    `json:"channel"`
+	StartedAt    time.Time `json:"started_at"`
+	EndedAt      time.Time `json:"ended_at"`
+	Intent       string    `json:"intent,omitempty"`
+	IntentStatus string    `json:"intent_status,omitempty"`
+	Summary      string    `json:"summary,omitempty"`
+	DNIS         string    `json:"dnis,omitempty"`
+}
+
+// Call is the state of one call_id: its start, and its end once it ended.
+// The stored results let retries get the very same answer.
+type Call struct {
+	ID               string          `json:"id"`
+	CustomerRef      string          `json:"customer_ref"`
+	Channel          string          `json:"channel"`
+	StartedAt        time.Time       `json:"started_at"`
+	Identifiers      []Identifier    `json:"identifiers,omitempty"`
+	DNIS             string          `json:"dnis,omitempty"`
+	StartFingerprint string          `json:"start_fp,omitempty"`
+	StartResult      json.RawMessage `json:"start_result,omitempty"`
+	Ended            bool            `json:"ended"`
+	EndedAt          time.Time       `json:"ended_at"`
+	EndFingerprint   string          `json:"end_fp,omitempty"`
+	EndResult        json.RawMessage `json:"end_result,omitempty"`
+	ExpiresAt        time.Time       `json:"expires_at"`
+}
+
+// Txn is a store transaction.
+type Txn struct{ bt *badger.Txn }
+
+func key(prefix byte, parts ...string) []byte {
+	n := 1
+	for _, p := range parts {
+		n += len(p) + 1
+	}
+	k := make([]byte, 0, n)
+	k = append(k, prefix)
+	for i, p := range parts {
+		if i > 0 {
+			k = append(k, 0)
+		}
+		k = append(k, p...)
+	}
+	return k
+}
+
+func (t *Txn) get(k []byte, v any) (bool, error) {
+	item, err := t.bt.Get(k)
+	if errors.Is(err, badger.ErrKeyNotFound) {
+		return false, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("%w: read: %v", ErrUnavailable, err)
+	}
+	err = item.Value(func(b []byte) error { return json.Unmarshal(b, v) })
+	if err != nil {
+		return false, fmt.Errorf("%w: decode %q: %v", ErrUnavailable, k[:1], err)
+	}
+	return true, nil
+}
+
+func (t *Txn) put(k []byte, v any) error {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+	if err := t.bt.Set(k, b); err != nil {
+		return fmt.Errorf("%w: write: %v", ErrUnavailable, err)
+	}
+	return nil
+}
+
+func (t *Txn) del(k []byte) error {
+	if err := t.bt.Delete(k); err != nil {
+		return fmt.Errorf("%w: delete: %v", ErrUnavailable, err)
+	}
+	return nil
+}
+
+// scan calls fn for each key with the prefix, in key order, until fn
+// returns false.
+func (t *Txn) scan(prefix []byte, values bool, fn func(k []byte, item *badger.Item) (bool, error)) error {
+	o := badger.DefaultIteratorOptions
+	o.Prefix = prefix
+	o.PrefetchValues = values
+	o.PrefetchSize = 16
+	it := t.bt.NewIterator(o)
+	defer it.Close()
+	for it.Seek(prefix); it.ValidForPrefix(prefix); it.Next() {
+		more, err := fn(it.Item().Key(), it.Item())
+		if err != nil {
+			return err
+		}
+		if !more {
+			break
+		}
+	}
+	return nil
+}
+
+// Call returns the call record for id.
+func (t *Txn) Call(id string) (Call, bool, error) {
+	var c Call
+	ok, err := t.get(key(pCall, id), &c)
+	return c, ok, err
+}
+
+// PutCall writes a call record and links it to its customer.
+func (t *Txn) PutCall(c Call) error {
+	if err := t.put(key(pCall, c.ID), c); err != nil {
+		return err
+	}
+	if err := t.bt.Set(key(pCustCall, c.CustomerRef, c.ID), nil); err != nil {
+		return fmt.Errorf("%w: write: %v", ErrUnavailable, err)
+	}
+	return nil
+}
+
+// Customer returns the customer with ref, following merge aliases.
+func (t *Txn) Customer(ref string) (Customer, bool, error) {
+	var c Customer
+	ok, err := t.get(key(pCustomer, ref), &c)
+	if err != nil || ok {
+		return c, ok, err
+	}
+	var target string
+	if ok, err := t.get(key(pAlias, ref), &target); err != nil || !ok {
+		return c, false, err
+	}
+	ok, err = t.get(key(pCustomer, target), &c)
+	return c, ok, err
+}
+
+// PutCustomer writes the customer record.
+func (t *Txn) PutCustomer(c Customer) error { return t.put(key(pCustomer, c.Ref), c) }
+
+// PutAlias records that ref now lives on as target.
+func (t *Txn) PutAlias(ref, target string) error { return t.put(key(pAlias, ref), target) }
+
+// Refs returns the customers holding an identifier, oldest link first.
+func (t *Txn) Refs(kind, value string) ([]string, error) {
+	var refs []string
+	_, err := t.get(key(pIdentifier, kind, value), &refs)
+	return refs, err
+}
+
+// AddRef links an identifier to ref; it reports whether anything changed.
+func (t *Txn) AddRef(kind, value, ref string) (bool, error) {
+	refs, err := t.Refs(kind, value)
+	if err != nil {
+		return false, err
+	}
+	if slices.Contains(refs, ref) {
+		return false, nil
+	}
+	refs = append(refs, ref)
+	if len(refs) > MaxRefsPerIdentifier {
+		refs = refs[len(refs)-MaxRefsPerIdentifier:]
+	}
+	return true, t.put(key(pIdentifier, kind, value), refs)
+}
+
+// RemoveRef unlinks an identifier from ref.
+func (t *Txn) RemoveRef(kind, value, ref string) error {
+	refs, err := t.Refs(kind, value)
+	if err != nil {
+		return err
+	}
+	refs = slices.DeleteFunc(refs, func(r string) bool { return r == ref })
+	if len(refs) == 0 {
+		return t.del(key(pIdentifier, kind, value))
+	}
+	return t.put(key(pIdentifier, kind, value), refs)
+}
+
+// Variables returns every stored variable of ref (expired ones included:
+// the engine decides what has expired).
+func (t *Txn) Variables(ref string) ([]Variable, error) {
+	var out []Variable
+	err := t.scan(key(pVariable, ref, ""), true, func(_ []byte, item *badger.Item) (bool, error) {
+		var v Variable
+		if err := item.Value(func(b []byte) error { return json.Unmarshal(b, &v) }); err != nil {
+			return false, fmt.Errorf("%w: decode variable: %v", ErrUnavailable, err)
+		}
+		out = append(out, v)
+		return true, nil
+	})
+	return out, err
+}
+
+// PutVariable sets one variable of ref.
+func (t *Txn) PutVariable(ref string, v Variable) error {
+	return t.put(key(pVariable, ref, v.Name), v)
+}
+
+// DeleteVariable removes one variable of ref.
+func (t *Txn) DeleteVariable(ref, name string) error { return t.del(key(pVariable, ref, name)) }
+
+func historyKey(ref string, endedAt time.Time, callID string) []byte {
+	k := key(pInteraction, ref, "")
+	var ts [8]byte
+	binary.BigEndian.PutUint64(ts[:], math.MaxUint64-uint64(endedAt.UnixNano()))
+	k = append(k, ts[:]...)
+	return append(k, callID...)
+}
+
+// History returns up to limit interactions of ref, newest first (limit <= 0: all).
+func (t *Txn) History(ref string, limit int) ([]Interaction, error) {
+	var out []Interaction
+	err := t.scan(key(pInteraction, ref, ""), true, func(_ []byte, item *badger.Item) (bool, error) {
+		var h Interaction
+		if err := item.Value(func(b []byte) error { return json.Unmarshal(b, &h) }); err != nil {
+			return false, fmt.Errorf("%w: decode interaction: %v", ErrUnavailable, err)
+		}
+		out = append(out, h)
+		return limit <= 0 || len(out) < limit, nil
+	})
+	return out, err
+}
+
+// PutInteraction adds an interaction to ref's history.
+func (t *Txn) PutInteraction(ref string, h Interaction) error {
+	return t.put(historyKey(ref, h.EndedAt, h.CallID), h)
+}
+
+// CallIDs lists the calls that belong to ref.
+func (t *Txn) CallIDs(ref string) ([]string, error) {
+	prefix := key(pCustCall, ref, "")
+	var out []string
+	err := t.scan(prefix, false, func(k []byte, _ *badger.Item) (bool, error) {
+		out = append(out, string(k[len(prefix):]))
+		return true, nil
+	})
+	return out, err
+}
+
+// DeleteCall removes a call record and its link to ref.
+func (t *Txn) DeleteCall(ref, id string) error {
+	if err := t.del(key(pCall, id)); err != nil {
+		return err
+	}
+	return t.del(key(pCustCall, ref, id))
+}
+
+// DeleteCustomer removes ref's record, variables, history and call links.
+// Identifier links are the caller's to remove (it knows which they are).
+func (t *Txn) DeleteCustomer(ref string) error {
+	for _, prefix := range [][]byte{key(pVariable, ref, ""), key(pInteraction, ref, ""), key(pCustCall, ref, "")} {
+		var keys [][]byte
+		if err := t.scan(prefix, false, func(k []byte, _ *badger.Item) (bool, error) {
+			keys = append(keys, append([]byte(nil), k...))
+			return true, nil
+		}); err != nil {
+			return err
+		}
+		for _, k := range keys {
+			if err := t.del(k); err != nil {
+				return err
+			}
+		}
+	}
+	return t.del(key(pCustomer, ref))
+}
+
+// DeleteAliasesTo removes aliases pointing at ref (after an erasure, an old
+// merged ref must not find anybody either).
+func (t *Txn) DeleteAliasesTo(ref string) error { return t.RetargetAliases(ref, "") }
+
+// RetargetAliases points aliases of ref at target instead ("" deletes them),
+// so that alias chains never form.
+func (t *Txn) RetargetAliases(ref, target string) error {
+	var keys [][]byte
+	err := t.scan([]byte{pAlias}, true, func(k []byte, item *badger.Item) (bool, error) {
+		var target string
+		if err := item.Value(func(b []byte) error { return json.Unmarshal(b, &target) }); err != nil {
+			return false, err
+		}
+		if target == ref {
+			keys = append(keys, append([]byte(nil), k...))
+		}
+		return true, nil
+	})
+	if err != nil {
+		return err
+	}
+	for _, k := range keys {
+		var err error
+		if target == "" {
+			err = t.del(k)
+		} else {
+			err = t.put(k, target)
+		}
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// DeleteInteraction removes one interaction from ref's history.
+func (t *Txn) DeleteInteraction(ref string, h Interaction) error {
+	return t.del(historyKey(ref, h.EndedAt, h.CallID))
+}

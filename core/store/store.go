@@ -1,0 +1,185 @@
+// Package store keeps Sticky's customers, identifiers, variables, history and
+// calls in Badger. It owns the key layout; the engine in package core owns the rules.
+package store
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/dgraph-io/badger/v4"
+)
+
+// ErrUnavailable wraps every failure to read or write the underlying store
+// (disk full, read-only directory, closed database), so callers can answer
+// "try again later" instead of pretending a write happened.
+var ErrUnavailable = errors.New("store unavailable")
+
+// Options configures Open.
+type Options struct {
+	Dir string
+	// InMemory keeps everything in memory (tests and benchmarks only).
+	InMemory bool
+	// EncryptionKey turns on Badger's encryption at rest (16, 24 or 32 bytes).
+	EncryptionKey []byte
+	Logger        *slog.Logger
+	// MaxConflictRetries bounds how often Update re-runs a transaction that
+	// lost an optimistic-concurrency race. Default 16.
+	MaxConflictRetries int
+}
+
+// DB is an open store.
+type DB struct {
+	bdb     *badger.DB
+	log     *slog.Logger
+	retries int
+	syncer  syncer
+}
+
+// Open opens (creating if needed) the store in opts.Dir.
+func Open(opts Options) (*DB, error) {
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	bo := badger.DefaultOptions(opts.Dir).
+		WithLogger(badgerLogger{opts.Logger}).
+		WithNumVersionsToKeep(1).
+		// Writes reach the memtable WAL (an mmap'd file) before Commit
+		// returns, so they survive a process kill; Sync makes them survive
+		// power loss too, and End calls it (grouped) before answering.
+		WithSyncWrites(false).
+		WithMetricsEnabled(false).
+		WithNumCompactors(2)
+	if opts.InMemory {
+		bo = bo.WithInMemory(true).WithDir("").WithValueDir("")
+	}
+	if len(opts.EncryptionKey) > 0 {
+		bo = bo.WithEncryptionKey(opts.EncryptionKey).WithIndexCacheSize(64 << 20)
+	}
+	bdb, err := badger.Open(bo)
+	if err != nil {
+		return nil, fmt.Errorf("open store in %q: %w", opts.Dir, err)
+	}
+	s := &DB{bdb: bdb, log: opts.Logger, retries: opts.MaxConflictRetries}
+	if s.retries <= 0 {
+		s.retries = 16
+	}
+	s.syncer.init(bdb)
+	return s, nil
+}
+
+// Close flushes and closes the store.
+func (s *DB) Close() error { return s.bdb.Close() }
+
+// Badger exposes the underlying database for backup and restore.
+func (s *DB) Badger() *badger.DB { return s.bdb }
+
+// View runs fn in a read-only transaction.
+func (s *DB) View(fn func(*Txn) error) error {
+	return s.bdb.View(func(bt *badger.Txn) error { return fn(&Txn{bt: bt}) })
+}
+
+// Update runs fn in a read-write transaction and commits it, re-running fn
+// from scratch when Badger reports a conflict with a concurrent writer. fn
+// must therefore have no side effects outside the transaction.
+func (s *DB) Update(fn func(*Txn) error) error {
+	var err error
+	for range s.retries {
+		err = s.update(fn)
+		if !errors.Is(err, badger.ErrConflict) {
+			return err
+		}
+	}
+	return fmt.Errorf("%w: too much contention: %v", ErrUnavailable, err)
+}
+
+func (s *DB) update(fn func(*Txn) error) error {
+	bt := s.bdb.NewTransaction(true)
+	defer bt.Discard()
+	t := &Txn{bt: bt}
+	if err := fn(t); err != nil {
+		return err
+	}
+	if err := bt.Commit(); err != nil {
+		if errors.Is(err, badger.ErrConflict) {
+			return err
+		}
+		return fmt.Errorf("%w: commit: %v", ErrUnavailable, err)
+	}
+	return nil
+}
+
+// Sync makes every committed write durable on disk. Concurrent callers share
+// one fsync (group commit), so many writers pay for few syncs.
+func (s *DB) Sync() error { return s.syncer.sync() }
+
+// RunGC runs Badger's value-log garbage collection until ctx ends.
+func (s *DB) RunGC(ctx context.Context, every time.Duration) {
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			for s.bdb.RunValueLogGC(0.5) == nil {
+			}
+		}
+	}
+}
+
+// syncer coalesces concurrent Sync calls: whoever finds no sync running
+// becomes the leader and syncs on behalf of everyone registered so far.
+type syncer struct {
+	db        *badger.DB
+	mu        sync.Mutex
+	cond      *sync.Cond
+	requested uint64
+	done      uint64
+	running   bool
+	errGen    uint64
+	err       error
+}
+
+func (y *syncer) init(db *badger.DB) {
+	y.db = db
+	y.cond = sync.NewCond(&y.mu)
+}
+
+func (y *syncer) sync() error {
+	y.mu.Lock()
+	defer y.mu.Unlock()
+	y.requested++
+	mine := y.requested
+	for y.done < mine {
+		if y.running {
+			y.cond.Wait()
+			continue
+		}
+		y.running = true
+		target := y.requested
+		y.mu.Unlock()
+		err := y.db.Sync()
+		y.mu.Lock()
+		y.running = false
+		y.done = target
+		if err != nil {
+			y.errGen, y.err = target, err
+		}
+		y.cond.Broadcast()
+	}
+	if y.err != nil && y.errGen >= mine {
+		return fmt.Errorf("%w: sync: %v", ErrUnavailable, y.err)
+	}
+	return nil
+}
+
+type badgerLogger struct{ l *slog.Logger }
+
+func (b badgerLogger) Errorf(f string, a ...any)   { b.l.Error("badger: " + fmt.Sprintf(f, a...)) }
+func (b badgerLogger) Warningf(f string, a ...any) { b.l.Warn("badger: " + fmt.Sprintf(f, a...)) }
+func (b badgerLogger) Infof(string, ...any)        {}
+func (b badgerLogger) Debugf(string, ...any)       {}
