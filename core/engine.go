@@ -209,7 +209,16 @@ func (e *Engine) Start(ctx context.Context, req StartRequest) (res *StartResult,
 				ref = e.opts.NewRef()
 			}
 			cust = store.Customer{Ref: ref, CreatedAt: now, UpdatedAt: now}
-			if err := e.link(t, &cust, hs.identifiers(), now, channel); err != nil {
+			// Only identifiers nobody holds yet are indexed now. One that
+			// points at a weak candidate is kept with the call and linked
+			// when the call ends (an agent has spoken to the caller by
+			// then); linking it here would make every ambiguous call
+			// dilute the evidence for the next one.
+			free, err := e.unclaimed(t, hs.identifiers())
+			if err != nil {
+				return err
+			}
+			if err := e.link(t, &cust, free, now, channel); err != nil {
 				return err
 			}
 			if err := t.PutCustomer(cust); err != nil {
@@ -241,6 +250,20 @@ func (e *Engine) Start(ctx context.Context, req StartRequest) (res *StartResult,
 		return nil, storeErr(err)
 	}
 	return res, nil
+}
+
+func (e *Engine) unclaimed(t *store.Txn, ids []store.Identifier) ([]store.Identifier, error) {
+	var out []store.Identifier
+	for _, id := range ids {
+		refs, err := t.Refs(id.Kind, id.Value)
+		if err != nil {
+			return nil, err
+		}
+		if len(refs) == 0 {
+			out = append(out, id)
+		}
+	}
+	return out, nil
 }
 
 // link attaches identifiers to a customer, in the record and in the index.

@@ -126,7 +126,17 @@ func NormalizePhone(raw, region string) (string, error) {
 	if err != nil || !phonenumbers.IsPossibleNumber(num) {
 		return "", ErrNotPhone
 	}
-	return phonenumbers.Format(num, phonenumbers.E164), nil
+	e164 := phonenumbers.Format(num, phonenumbers.E164)
+	// Numbers the metadata does not know can shift on a second parse (a
+	// national zero taken for a trunk prefix); the same caller must always
+	// give the same key, so such numbers must be stable to be accepted.
+	if !phonenumbers.IsValidNumber(num) {
+		again, err := parsePhone(e164, region)
+		if err != nil || phonenumbers.Format(again, phonenumbers.E164) != e164 {
+			return "", ErrNotPhone
+		}
+	}
+	return e164, nil
 }
 
 // parsePhone guards the library: it is not documented to be panic-free on

@@ -1,0 +1,147 @@
+package core_test
+
+import (
+	"context"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/sticky-cc/sticky/core"
+)
+
+// seed ends an interaction at the clock's current time, linking hints to ref.
+func seed(t *testing.T, e *core.Engine, clk *clock, at time.Time, ref string, h core.Hints) {
+	t.Helper()
+	clk.Set(at)
+	if _, err := e.End(context.Background(), core.EndRequest{CallID: "seed_" + ref + "_" + at.Format("150405.000"), CustomerRef: ref, Hints: &h}); err != nil {
+		t.Fatalf("seed %s: %v", ref, err)
+	}
+}
+
+func TestIdentityScoring(t *testing.T) {
+	now := time.Date(2026, 3, 10, 12, 0, 0, 0, time.UTC)
+	day := 24 * time.Hour
+	setup := func(t *testing.T) *core.Engine {
+		e, clk, _ := newEngine(t, now)
+		seed(t, e, clk, now.Add(-2*day), "cust_a", core.Hints{ANI: "+14155550001",
+			ExternalIDs: map[string]string{"email": "a@example.com", "customer_id": "C-1", "loyalty_no": "L-77"}})
+		seed(t, e, clk, now.Add(-40*day), "cust_b", core.Hints{ANI: "+14155550002",
+			ExternalIDs: map[string]string{"email": "b@example.com", "account_number": "ACC-2"}})
+		seed(t, e, clk, now.Add(-1*day), "cust_h1", core.Hints{ANI: "+14155550003", ExternalIDs: map[string]string{"email": "h1@example.com"}})
+		seed(t, e, clk, now.Add(-10*day), "cust_h2", core.Hints{ANI: "+14155550003"})
+		seed(t, e, clk, now.Add(-15*day), "cust_c", core.Hints{ExternalIDs: map[string]string{"crm_id": "CRM-9", "email": "c@example.com"}})
+		clk.Set(now)
+		return e
+	}
+
+	const fresh = "(new)"
+	cases := []struct {
+		name     string
+		hints    core.Hints
+		lineType string
+		ref      string // expected customer_ref; fresh: a newly created one
+		conf     float64
+		level    string
+		rec      string
+		sources  []string
+		cands    []string
+	}{
+		{"ani alone, contact 2 days ago", core.Hints{ANI: "+14155550001"}, "", "cust_a", 0.493, "low", "confirm", []string{"ani:unknown", "recency:2day"}, nil},
+		{"ani and email", core.Hints{ANI: "+14155550001", ExternalIDs: map[string]string{"email": "a@example.com"}}, "", "cust_a", 0.793, "high", "reuse", []string{"ani:unknown", "external_id", "recency:2day"}, nil},
+		{"ani, email and customer id", core.Hints{ANI: "+14155550001", ExternalIDs: map[string]string{"email": "a@example.com", "customer_id": "C-1"}}, "", "cust_a", 0.993, "very_high", "reuse", []string{"ani:unknown", "external_id", "recency:2day"}, nil},
+		{"email alone", core.Hints{ExternalIDs: map[string]string{"email": "a@example.com"}}, "", "cust_a", 0.393, "low", "confirm", []string{"external_id", "recency:2day"}, nil},
+		{"customer id alone is too weak", core.Hints{ExternalIDs: map[string]string{"customer_id": "C-1"}}, "", fresh, 0, "low", "ignore", []string{}, []string{"cust_a"}},
+		{"ani alone, no recent contact", core.Hints{ANI: "+14155550002"}, "", "cust_b", 0.4, "low", "confirm", []string{"ani:unknown"}, nil},
+		{"ani and account number", core.Hints{ANI: "+14155550002", ExternalIDs: map[string]string{"account_number": "ACC-2"}}, "", "cust_b", 0.6, "medium", "reuse", []string{"ani:unknown", "external_id"}, nil},
+		{"ani of one, email of another: conflict", core.Hints{ANI: "+14155550001", ExternalIDs: map[string]string{"email": "b@example.com"}}, "", fresh, 0, "low", "ignore", []string{}, []string{"cust_a", "cust_b"}},
+		{"strong match with one contradicting id", core.Hints{ANI: "+14155550001", ExternalIDs: map[string]string{"email": "a@example.com", "account_number": "ACC-2"}}, "", "cust_a", 0.617, "medium", "reuse", []string{"ani:unknown", "external_id", "recency:2day"}, []string{"cust_b"}},
+		{"shared number alone", core.Hints{ANI: "+14155550003"}, "", fresh, 0, "low", "ignore", []string{}, []string{"cust_h1", "cust_h2"}},
+		{"shared number plus email", core.Hints{ANI: "+14155550003", ExternalIDs: map[string]string{"email": "h1@example.com"}}, "", "cust_h1", 0.597, "medium", "reuse", []string{"ani:unknown", "external_id", "recency:1day"}, []string{"cust_h2"}},
+		{"known customer_ref settles it", core.Hints{CustomerRef: "cust_b"}, "", "cust_b", 1, "very_high", "reuse", []string{"customer_ref"}, nil},
+		{"known customer_ref with ani", core.Hints{CustomerRef: "cust_b", ANI: "+14155550002"}, "", "cust_b", 1, "very_high", "reuse", []string{"customer_ref", "ani:unknown"}, nil},
+		{"unknown customer_ref is created", core.Hints{CustomerRef: "cust_brand_new"}, "", "cust_brand_new", 0, "low", "ignore", []string{}, nil},
+		{"unknown number", core.Hints{ANI: "+442071838750"}, "", fresh, 0, "low", "ignore", []string{}, nil},
+		{"withheld number", core.Hints{ANI: "anonymous"}, "", fresh, 0, "low", "ignore", []string{}, nil},
+		{"line type from telco", core.Hints{ANI: "+14155550002"}, "mobile", "cust_b", 0.4, "low", "confirm", []string{"ani:mobile"}, nil},
+		{"sip uri form", core.Hints{ANI: "sip:+14155550002@10.0.0.1;user=phone"}, "", "cust_b", 0.4, "low", "confirm", []string{"ani:unknown"}, nil},
+		{"national format", core.Hints{ANI: "(415) 555-0002"}, "", "cust_b", 0.4, "low", "confirm", []string{"ani:unknown"}, nil},
+		{"tel uri with dashes", core.Hints{ANI: "tel:+1-415-555-0002"}, "", "cust_b", 0.4, "low", "confirm", []string{"ani:unknown"}, nil},
+		{"email case and spaces", core.Hints{ExternalIDs: map[string]string{"email": "  B@Example.COM "}}, "", "cust_b", 0.3, "low", "confirm", []string{"external_id"}, nil},
+		{"crm id alone", core.Hints{ExternalIDs: map[string]string{"crm_id": "CRM-9"}}, "", fresh, 0, "low", "ignore", []string{}, []string{"cust_c"}},
+		{"crm id and email", core.Hints{ExternalIDs: map[string]string{"crm_id": "CRM-9", "email": "c@example.com"}}, "", "cust_c", 0.55, "medium", "reuse", []string{"external_id", "recency:15day"}, nil},
+		{"other external id with ani", core.Hints{ANI: "+14155550001", ExternalIDs: map[string]string{"loyalty_no": "L-77"}}, "", "cust_a", 0.693, "medium", "reuse", []string{"ani:unknown", "external_id", "recency:2day"}, nil},
+		{"mobile number metadata (GB)", core.Hints{ANI: "+447911123456"}, "", fresh, 0, "low", "ignore", []string{}, nil},
+	}
+	for i, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			e := setup(t) // each case on its own store: starts create customers
+			res, err := e.Start(context.Background(), core.StartRequest{CallID: "id_case_" + string(rune('A'+i)), Hints: tc.hints, LineType: tc.lineType})
+			if err != nil {
+				t.Fatal(err)
+			}
+			id := res.Identity
+			if tc.ref == fresh {
+				if slices.Contains([]string{"cust_a", "cust_b", "cust_h1", "cust_h2", "cust_c"}, res.CustomerRef) {
+					t.Errorf("reused %s; want a new customer", res.CustomerRef)
+				}
+			} else if res.CustomerRef != tc.ref {
+				t.Errorf("customer_ref = %s, want %s", res.CustomerRef, tc.ref)
+			}
+			if id.Confidence != tc.conf || id.Level != tc.level || id.Recommendation != tc.rec {
+				t.Errorf("got %.3f %s %s, want %.3f %s %s", id.Confidence, id.Level, id.Recommendation, tc.conf, tc.level, tc.rec)
+			}
+			if !slices.Equal(id.Sources, tc.sources) {
+				t.Errorf("sources = %q, want %q", id.Sources, tc.sources)
+			}
+			var cands []string
+			for _, c := range id.Candidates {
+				cands = append(cands, c.CustomerRef)
+			}
+			slices.Sort(cands)
+			if !slices.Equal(cands, tc.cands) {
+				t.Errorf("candidates = %v, want %v", cands, tc.cands)
+			}
+			if len(id.Explanation) == 0 && tc.conf > 0 {
+				t.Errorf("no explanation for confidence %.3f", id.Confidence)
+			}
+		})
+	}
+}
+
+func TestLineTypeFromNumberMetadata(t *testing.T) {
+	if got := core.LineType("+447911123456"); got != "mobile" {
+		t.Errorf("GB 07700 number: %s, want mobile", got)
+	}
+	if got := core.LineType("+442071838750"); got != "landline" {
+		t.Errorf("GB 020 number: %s, want landline", got)
+	}
+	if got := core.LineType("+14155551234"); got != "unknown" {
+		t.Errorf("NANP numbers do not say: %s, want unknown", got)
+	}
+}
+
+func TestNormalizePhone(t *testing.T) {
+	for in, want := range map[string]string{
+		"+1 415-555-1234":                   "+14155551234",
+		"4155551234":                        "+14155551234",
+		"(415) 555-1234":                    "+14155551234",
+		"sip:+14155551234@pbx.example.com":  "+14155551234",
+		"sips:4155551234@pbx;transport=tls": "+14155551234",
+		"tel:+14155551234":                  "+14155551234",
+		"+44 20 7183 8750":                  "+442071838750",
+		"anonymous":                         "",
+		"Restricted":                        "",
+		"":                                  "",
+		"sip:anonymous@anonymous.invalid":   "",
+	} {
+		got, err := core.NormalizePhone(in, "US")
+		if err != nil || got != want {
+			t.Errorf("NormalizePhone(%q) = %q, %v; want %q", in, got, err, want)
+		}
+	}
+	for _, bad := range []string{"abc", "12", "+1 415 555 1234 5678 9012", "4155551234'; DROP TABLE", "☎"} {
+		if got, err := core.NormalizePhone(bad, "US"); err == nil {
+			t.Errorf("NormalizePhone(%q) = %q, want an error", bad, got)
+		}
+	}
+}
