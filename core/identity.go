@@ -122,6 +122,10 @@ func NormalizePhone(raw, region string) (string, error) {
 	if digits < 3 || digits > 17 {
 		return "", ErrNotPhone
 	}
+	cacheKey := region + "|" + s
+	if v, ok := phoneCache.Load(cacheKey); ok {
+		return v.(string), nil
+	}
 	num, err := parsePhone(s, region)
 	if err != nil || !phonenumbers.IsPossibleNumber(num) {
 		return "", ErrNotPhone
@@ -129,14 +133,46 @@ func NormalizePhone(raw, region string) (string, error) {
 	e164 := phonenumbers.Format(num, phonenumbers.E164)
 	// Numbers the metadata does not know can shift on a second parse (a
 	// national zero taken for a trunk prefix); the same caller must always
-	// give the same key, so such numbers must be stable to be accepted.
-	if !phonenumbers.IsValidNumber(num) {
+	// give the same key, so such numbers must be stable to be accepted. A
+	// number already in its E.164 form is stable by definition, which
+	// spares the costly validity check on the common path.
+	if e164 != s && !phonenumbers.IsValidNumber(num) {
 		again, err := parsePhone(e164, region)
 		if err != nil || phonenumbers.Format(again, phonenumbers.E164) != e164 {
 			return "", ErrNotPhone
 		}
 	}
+	phoneCache.Store(cacheKey, e164)
 	return e164, nil
+}
+
+// phoneCache remembers recent normalisations: callers call again, and
+// parsing is the costliest step of a start. It is cleared when it grows
+// past phoneCacheMax, which bounds its memory without bookkeeping.
+var (
+	phoneCache    boundedMap
+	phoneCacheMax = 100_000
+)
+
+type boundedMap struct {
+	mu sync.Mutex
+	m  map[string]string
+}
+
+func (b *boundedMap) Load(k string) (any, bool) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	v, ok := b.m[k]
+	return v, ok
+}
+
+func (b *boundedMap) Store(k, v string) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.m == nil || len(b.m) >= phoneCacheMax {
+		b.m = make(map[string]string)
+	}
+	b.m[k] = v
 }
 
 // parsePhone guards the library: it is not documented to be panic-free on

@@ -124,7 +124,7 @@ func key(prefix byte, parts ...string) []byte {
 	return k
 }
 
-func (t *Txn) get(k []byte, v any) (bool, error) {
+func (t *Txn) get(k []byte, v record) (bool, error) {
 	item, err := t.bt.Get(k)
 	if errors.Is(err, badger.ErrKeyNotFound) {
 		return false, nil
@@ -132,19 +132,15 @@ func (t *Txn) get(k []byte, v any) (bool, error) {
 	if err != nil {
 		return false, fmt.Errorf("%w: read: %v", ErrUnavailable, err)
 	}
-	err = item.Value(func(b []byte) error { return json.Unmarshal(b, v) })
+	err = item.Value(func(b []byte) error { return unmarshal(b, v) })
 	if err != nil {
 		return false, fmt.Errorf("%w: decode %q: %v", ErrUnavailable, k[:1], err)
 	}
 	return true, nil
 }
 
-func (t *Txn) put(k []byte, v any) error {
-	b, err := json.Marshal(v)
-	if err != nil {
-		return err
-	}
-	if err := t.bt.Set(k, b); err != nil {
+func (t *Txn) put(k []byte, v record) error {
+	if err := t.bt.Set(k, marshal(v)); err != nil {
 		return fmt.Errorf("%w: write: %v", ErrUnavailable, err)
 	}
 	return nil
@@ -187,7 +183,7 @@ func (t *Txn) Call(id string) (Call, bool, error) {
 
 // PutCall writes a call record and links it to its customer.
 func (t *Txn) PutCall(c Call) error {
-	if err := t.put(key(pCall, c.ID), c); err != nil {
+	if err := t.put(key(pCall, c.ID), &c); err != nil {
 		return err
 	}
 	if err := t.bt.Set(key(pCustCall, c.CustomerRef, c.ID), nil); err != nil {
@@ -203,23 +199,26 @@ func (t *Txn) Customer(ref string) (Customer, bool, error) {
 	if err != nil || ok {
 		return c, ok, err
 	}
-	var target string
+	var target alias
 	if ok, err := t.get(key(pAlias, ref), &target); err != nil || !ok {
 		return c, false, err
 	}
-	ok, err = t.get(key(pCustomer, target), &c)
+	ok, err = t.get(key(pCustomer, string(target)), &c)
 	return c, ok, err
 }
 
 // PutCustomer writes the customer record.
-func (t *Txn) PutCustomer(c Customer) error { return t.put(key(pCustomer, c.Ref), c) }
+func (t *Txn) PutCustomer(c Customer) error { return t.put(key(pCustomer, c.Ref), &c) }
 
 // PutAlias records that ref now lives on as target.
-func (t *Txn) PutAlias(ref, target string) error { return t.put(key(pAlias, ref), target) }
+func (t *Txn) PutAlias(ref, target string) error {
+	a := alias(target)
+	return t.put(key(pAlias, ref), &a)
+}
 
 // Refs returns the customers holding an identifier, oldest link first.
 func (t *Txn) Refs(kind, value string) ([]string, error) {
-	var refs []string
+	var refs refList
 	_, err := t.get(key(pIdentifier, kind, value), &refs)
 	return refs, err
 }
@@ -237,7 +236,8 @@ func (t *Txn) AddRef(kind, value, ref string) (bool, error) {
 	if len(refs) > MaxRefsPerIdentifier {
 		refs = refs[len(refs)-MaxRefsPerIdentifier:]
 	}
-	return true, t.put(key(pIdentifier, kind, value), refs)
+	rl := refList(refs)
+	return true, t.put(key(pIdentifier, kind, value), &rl)
 }
 
 // RemoveRef unlinks an identifier from ref.
@@ -250,7 +250,8 @@ func (t *Txn) RemoveRef(kind, value, ref string) error {
 	if len(refs) == 0 {
 		return t.del(key(pIdentifier, kind, value))
 	}
-	return t.put(key(pIdentifier, kind, value), refs)
+	rl := refList(refs)
+	return t.put(key(pIdentifier, kind, value), &rl)
 }
 
 // Variables returns every stored variable of ref (expired ones included:
@@ -259,7 +260,7 @@ func (t *Txn) Variables(ref string) ([]Variable, error) {
 	var out []Variable
 	err := t.scan(key(pVariable, ref, ""), true, func(_ []byte, item *badger.Item) (bool, error) {
 		var v Variable
-		if err := item.Value(func(b []byte) error { return json.Unmarshal(b, &v) }); err != nil {
+		if err := item.Value(func(b []byte) error { return unmarshal(b, &v) }); err != nil {
 			return false, fmt.Errorf("%w: decode variable: %v", ErrUnavailable, err)
 		}
 		out = append(out, v)
@@ -270,7 +271,7 @@ func (t *Txn) Variables(ref string) ([]Variable, error) {
 
 // PutVariable sets one variable of ref.
 func (t *Txn) PutVariable(ref string, v Variable) error {
-	return t.put(key(pVariable, ref, v.Name), v)
+	return t.put(key(pVariable, ref, v.Name), &v)
 }
 
 // DeleteVariable removes one variable of ref.
@@ -289,7 +290,7 @@ func (t *Txn) History(ref string, limit int) ([]Interaction, error) {
 	var out []Interaction
 	err := t.scan(key(pInteraction, ref, ""), true, func(_ []byte, item *badger.Item) (bool, error) {
 		var h Interaction
-		if err := item.Value(func(b []byte) error { return json.Unmarshal(b, &h) }); err != nil {
+		if err := item.Value(func(b []byte) error { return unmarshal(b, &h) }); err != nil {
 			return false, fmt.Errorf("%w: decode interaction: %v", ErrUnavailable, err)
 		}
 		out = append(out, h)
@@ -300,7 +301,7 @@ func (t *Txn) History(ref string, limit int) ([]Interaction, error) {
 
 // PutInteraction adds an interaction to ref's history.
 func (t *Txn) PutInteraction(ref string, h Interaction) error {
-	return t.put(historyKey(ref, h.EndedAt, h.CallID), h)
+	return t.put(historyKey(ref, h.EndedAt, h.CallID), &h)
 }
 
 // CallIDs lists the calls that belong to ref.
@@ -351,11 +352,11 @@ func (t *Txn) DeleteAliasesTo(ref string) error { return t.RetargetAliases(ref, 
 func (t *Txn) RetargetAliases(ref, target string) error {
 	var keys [][]byte
 	err := t.scan([]byte{pAlias}, true, func(k []byte, item *badger.Item) (bool, error) {
-		var target string
-		if err := item.Value(func(b []byte) error { return json.Unmarshal(b, &target) }); err != nil {
+		var target alias
+		if err := item.Value(func(b []byte) error { return unmarshal(b, &target) }); err != nil {
 			return false, err
 		}
-		if target == ref {
+		if string(target) == ref {
 			keys = append(keys, append([]byte(nil), k...))
 		}
 		return true, nil
@@ -368,7 +369,8 @@ func (t *Txn) RetargetAliases(ref, target string) error {
 		if target == "" {
 			err = t.del(k)
 		} else {
-			err = t.put(k, target)
+			a := alias(target)
+			err = t.put(k, &a)
 		}
 		if err != nil {
 			return err

@@ -1,7 +1,6 @@
 package store
 
 import (
-	"encoding/json"
 	"fmt"
 	"time"
 
@@ -10,7 +9,10 @@ import (
 
 const sweepBatch = 512
 
-type expiring interface{ expiry() time.Time }
+type expiring interface {
+	record
+	expiry() time.Time
+}
 
 func (v *Variable) expiry() time.Time { return v.ExpiresAt }
 func (c *Call) expiry() time.Time     { return c.ExpiresAt }
@@ -29,7 +31,7 @@ func (s *DB) Sweep(now time.Time) (int, error) {
 	} {
 		isExpired := func(item *badger.Item) (bool, error) {
 			rec := p.zero()
-			if err := item.Value(func(b []byte) error { return json.Unmarshal(b, rec) }); err != nil {
+			if err := item.Value(func(b []byte) error { return unmarshal(b, rec) }); err != nil {
 				return false, fmt.Errorf("%w: decode: %v", ErrUnavailable, err)
 			}
 			exp := rec.expiry()

@@ -1,0 +1,319 @@
+// Package config loads the bridges' settings: defaults, then a YAML file,
+// then STICKY_* environment variables, then flags, each overriding the last.
+package config
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"reflect"
+	"strconv"
+	"strings"
+	"time"
+
+	"gopkg.in/yaml.v3"
+)
+
+// Config is every setting of a bridge process.
+type Config struct {
+	DataDir           string        `yaml:"data_dir" env:"STICKY_DATA_DIR" flag:"data-dir" help:"Badger directory"`
+	HTTPAddr          string        `yaml:"http_addr" env:"STICKY_HTTP_ADDR" flag:"http-addr" help:"HTTP API, adapters and desktop listen address (port 0 picks one)"`
+	APIKeys           []string      `yaml:"api_keys" env:"STICKY_API_KEYS" flag:"api-keys" help:"comma-separated API keys; none: loopback only" secret:"true"`
+	RatePerSecond     float64       `yaml:"rate_per_second" env:"STICKY_RATE_PER_SECOND" flag:"rate-per-second" help:"requests per second allowed per API key"`
+	DefaultRegion     string        `yaml:"default_region" env:"STICKY_DEFAULT_REGION" flag:"default-region" help:"region for numbers without a country code"`
+	EncryptionKeyFile string        `yaml:"encryption_key_file" env:"STICKY_ENCRYPTION_KEY_FILE" flag:"encryption-key-file" help:"file holding a 16, 24 or 32 byte AES key (raw, hex or base64) for encryption at rest"`
+	EncryptionKey     string        `yaml:"-" env:"STICKY_ENCRYPTION_KEY" flag:"-" help:"the key itself (hex or base64), instead of a file" secret:"true"`
+	LogFormat         string        `yaml:"log_format" env:"STICKY_LOG_FORMAT" flag:"log-format" help:"text or json"`
+	LogLevel          string        `yaml:"log_level" env:"STICKY_LOG_LEVEL" flag:"log-level" help:"debug, info, warn or error"`
+	ShutdownTimeout   time.Duration `yaml:"shutdown_timeout" env:"STICKY_SHUTDOWN_TIMEOUT" flag:"shutdown-timeout" help:"how long SIGTERM waits for in-flight work"`
+	VariableTTL       time.Duration `yaml:"variable_ttl" env:"STICKY_VARIABLE_TTL" flag:"variable-ttl" help:"default lifetime of variables"`
+	IntentWindow      time.Duration `yaml:"intent_window" env:"STICKY_INTENT_WINDOW" flag:"intent-window" help:"unresolved intents expire after this long without contact"`
+
+	NATS NATS `yaml:"nats"`
+	ARI  ARI  `yaml:"ari"`
+	ESL  ESL  `yaml:"esl"`
+}
+
+// NATS configures screen-pop delivery.
+type NATS struct {
+	URL       string `yaml:"url" env:"STICKY_NATS_URL" flag:"nats-url" help:"external NATS; empty runs the embedded server"`
+	Addr      string `yaml:"addr" env:"STICKY_NATS_ADDR" flag:"nats-addr" help:"embedded NATS client listener"`
+	WSAddr    string `yaml:"ws_addr" env:"STICKY_NATS_WS_ADDR" flag:"nats-ws-addr" help:"embedded NATS websocket listener (agent desktops)"`
+	CredsFile string `yaml:"creds_file" env:"STICKY_NATS_CREDS" flag:"nats-creds" help:"credentials file for an external NATS"`
+	Token     string `yaml:"token" env:"STICKY_NATS_TOKEN" flag:"-" help:"token for an external NATS" secret:"true"`
+	User      string `yaml:"user" env:"STICKY_NATS_USER" flag:"nats-user" help:"user for an external NATS"`
+	Password  string `yaml:"password" env:"STICKY_NATS_PASSWORD" flag:"-" help:"password for an external NATS" secret:"true"`
+	TLSCA     string `yaml:"tls_ca" env:"STICKY_NATS_TLS_CA" flag:"nats-tls-ca" help:"CA file to verify an external NATS"`
+	TLSCert   string `yaml:"tls_cert" env:"STICKY_NATS_TLS_CERT" flag:"nats-tls-cert" help:"client certificate for an external NATS"`
+	TLSKey    string `yaml:"tls_key" env:"STICKY_NATS_TLS_KEY" flag:"nats-tls-key" help:"client key for an external NATS"`
+	// PopRetention is how long pops stay in the stream for late desktops.
+	PopRetention time.Duration `yaml:"pop_retention" env:"STICKY_POP_RETENTION" flag:"pop-retention" help:"how long pops are kept for desktops that connect late"`
+	// Agents are the desktop logins of the embedded server.
+	Agents []Agent `yaml:"agents"`
+	// AgentsFile holds agents as YAML (a list), so passwords stay out of the main file.
+	AgentsFile string `yaml:"agents_file" env:"STICKY_AGENTS_FILE" flag:"agents-file" help:"YAML list of agent logins for the desktop"`
+}
+
+// Agent is one desktop login.
+type Agent struct {
+	ID       string   `yaml:"id"`
+	Password string   `yaml:"password"`
+	Queues   []string `yaml:"queues"`
+}
+
+// ARI configures the Asterisk bridge.
+type ARI struct {
+	URL      string        `yaml:"url" env:"STICKY_ARI_URL" flag:"ari-url" help:"Asterisk ARI base URL"`
+	WSURL    string        `yaml:"ws_url" env:"STICKY_ARI_WS_URL" flag:"ari-ws-url" help:"ARI events websocket (default: derived from url)"`
+	User     string        `yaml:"user" env:"STICKY_ARI_USER" flag:"ari-user" help:"ARI user"`
+	Password string        `yaml:"password" env:"STICKY_ARI_PASSWORD" flag:"-" help:"ARI password" secret:"true"`
+	App      string        `yaml:"app" env:"STICKY_ARI_APP" flag:"ari-app" help:"Stasis application name"`
+	Mode     string        `yaml:"mode" env:"STICKY_ARI_MODE" flag:"ari-mode" help:"stasis, observe or both"`
+	Budget   time.Duration `yaml:"budget" env:"STICKY_ARI_BUDGET" flag:"ari-budget" help:"longest a Stasis call waits for its variables"`
+	Agents   []AgentRule   `yaml:"agents"`
+}
+
+// ESL configures the FreeSWITCH bridge.
+type ESL struct {
+	Addr       string        `yaml:"addr" env:"STICKY_ESL_ADDR" flag:"esl-addr" help:"FreeSWITCH event socket (inbound mode)"`
+	Password   string        `yaml:"password" env:"STICKY_ESL_PASSWORD" flag:"-" help:"event socket password" secret:"true"`
+	ListenAddr string        `yaml:"listen_addr" env:"STICKY_ESL_LISTEN_ADDR" flag:"esl-listen-addr" help:"outbound mode: address FreeSWITCH's socket app connects to (empty: off)"`
+	Budget     time.Duration `yaml:"budget" env:"STICKY_ESL_BUDGET" flag:"esl-budget" help:"longest a parked call waits for its variables"`
+	Agents     []AgentRule   `yaml:"agents"`
+}
+
+// AgentRule maps a dialled endpoint to an agent id: the first rule whose
+// pattern matches gives the agent as the expansion of Agent ($1, ${name}).
+type AgentRule struct {
+	Pattern string `yaml:"pattern"`
+	Agent   string `yaml:"agent"`
+}
+
+// Defaults are the settings with nothing configured: everything on loopback.
+func Defaults() Config {
+	return Config{
+		DataDir:         "./data",
+		HTTPAddr:        "127.0.0.1:8080",
+		RatePerSecond:   500,
+		DefaultRegion:   "US",
+		LogFormat:       "text",
+		LogLevel:        "info",
+		ShutdownTimeout: 15 * time.Second,
+		VariableTTL:     30 * 24 * time.Hour,
+		IntentWindow:    30 * 24 * time.Hour,
+		NATS: NATS{
+			Addr:         "127.0.0.1:4222",
+			WSAddr:       "127.0.0.1:4223",
+			PopRetention: 15 * time.Minute,
+		},
+		ARI: ARI{URL: "http://127.0.0.1:8088/ari", App: "sticky", Mode: "stasis", Budget: 300 * time.Millisecond},
+		ESL: ESL{Addr: "127.0.0.1:8021", Password: "ClueCon", Budget: 300 * time.Millisecond},
+	}
+}
+
+// Error names the setting that is wrong.
+type Error struct {
+	Setting string
+	Problem string
+}
+
+func (e *Error) Error() string { return "config: " + e.Setting + ": " + e.Problem }
+
+// Load reads the configuration from args (flags, including -config),
+// the environment and the YAML file -config names.
+func Load(name string, args []string, getenv func(string) string, stderr io.Writer) (Config, error) {
+	cfg := Defaults()
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	configPath := fs.String("config", getenv("STICKY_CONFIG"), "YAML configuration file (env STICKY_CONFIG)")
+	set := map[string]*string{}
+	walk(reflect.ValueOf(&cfg).Elem(), func(f reflect.StructField, _ reflect.Value) {
+		if fl := f.Tag.Get("flag"); fl != "" && fl != "-" {
+			set[fl] = fs.String(fl, "", f.Tag.Get("help")+" (env "+f.Tag.Get("env")+")")
+		}
+	})
+	fs.Usage = func() {
+		fmt.Fprintf(stderr, "Usage of %s:\n", name)
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args); err != nil {
+		return cfg, err
+	}
+	if fs.NArg() > 0 {
+		return cfg, &Error{"arguments", fmt.Sprintf("unexpected %q (settings are flags, e.g. -http-addr)", fs.Arg(0))}
+	}
+	if *configPath != "" {
+		b, err := os.ReadFile(*configPath)
+		if err != nil {
+			return cfg, &Error{"-config", err.Error()}
+		}
+		dec := yaml.NewDecoder(strings.NewReader(string(b)))
+		dec.KnownFields(true)
+		if err := dec.Decode(&cfg); err != nil && !errors.Is(err, io.EOF) {
+			return cfg, &Error{*configPath, yamlProblem(err)}
+		}
+	}
+	var err error
+	walk(reflect.ValueOf(&cfg).Elem(), func(f reflect.StructField, v reflect.Value) {
+		if err != nil {
+			return
+		}
+		if env := f.Tag.Get("env"); env != "" {
+			if s := getenv(env); s != "" {
+				err = setValue(v, s, env)
+			}
+		}
+	})
+	if err != nil {
+		return cfg, err
+	}
+	fs.Visit(func(fl *flag.Flag) {
+		if err != nil || fl.Name == "config" {
+			return
+		}
+		walk(reflect.ValueOf(&cfg).Elem(), func(f reflect.StructField, v reflect.Value) {
+			if err == nil && f.Tag.Get("flag") == fl.Name {
+				err = setValue(v, *set[fl.Name], "-"+fl.Name)
+			}
+		})
+	})
+	if err != nil {
+		return cfg, err
+	}
+	if cfg.NATS.AgentsFile != "" {
+		b, rerr := os.ReadFile(cfg.NATS.AgentsFile)
+		if rerr != nil {
+			return cfg, &Error{"nats.agents_file", rerr.Error()}
+		}
+		var agents []Agent
+		if yerr := yaml.Unmarshal(b, &agents); yerr != nil {
+			return cfg, &Error{"nats.agents_file", yamlProblem(yerr)}
+		}
+		cfg.NATS.Agents = append(cfg.NATS.Agents, agents...)
+	}
+	return cfg, cfg.Validate()
+}
+
+func yamlProblem(err error) string {
+	return strings.TrimPrefix(err.Error(), "yaml: ")
+}
+
+// walk visits every leaf setting of a struct.
+func walk(v reflect.Value, fn func(reflect.StructField, reflect.Value)) {
+	t := v.Type()
+	for i := range t.NumField() {
+		f, fv := t.Field(i), v.Field(i)
+		if f.Type.Kind() == reflect.Struct && f.Type != reflect.TypeFor[time.Duration]() {
+			walk(fv, fn)
+			continue
+		}
+		fn(f, fv)
+	}
+}
+
+func setValue(v reflect.Value, s, setting string) error {
+	switch v.Interface().(type) {
+	case string:
+		v.SetString(s)
+	case []string:
+		var out []string
+		for _, p := range strings.Split(s, ",") {
+			if p = strings.TrimSpace(p); p != "" {
+				out = append(out, p)
+			}
+		}
+		v.Set(reflect.ValueOf(out))
+	case time.Duration:
+		d, err := time.ParseDuration(s)
+		if err != nil || d < 0 {
+			return &Error{setting, fmt.Sprintf("%q is not a duration such as 300ms, 15s or 720h", s)}
+		}
+		v.SetInt(int64(d))
+	case float64:
+		f, err := strconv.ParseFloat(s, 64)
+		if err != nil {
+			return &Error{setting, fmt.Sprintf("%q is not a number", s)}
+		}
+		v.SetFloat(f)
+	default:
+		// slices of structs (agents, rules) come from YAML only
+		return &Error{setting, "can only be set in the YAML file"}
+	}
+	return nil
+}
+
+// Validate checks every setting and names the first one that is wrong.
+func (c Config) Validate() error {
+	if c.DataDir == "" {
+		return &Error{"STICKY_DATA_DIR (data_dir)", "must not be empty"}
+	}
+	for _, a := range []struct{ setting, addr string }{
+		{"STICKY_HTTP_ADDR (http_addr)", c.HTTPAddr},
+		{"STICKY_NATS_ADDR (nats.addr)", c.NATS.Addr},
+		{"STICKY_NATS_WS_ADDR (nats.ws_addr)", c.NATS.WSAddr},
+		{"STICKY_ESL_ADDR (esl.addr)", c.ESL.Addr},
+	} {
+		if _, port, err := net.SplitHostPort(a.addr); err != nil || !validPort(port) {
+			return &Error{a.setting, fmt.Sprintf("%q is not host:port (e.g. 127.0.0.1:8080; port 0 picks a free one)", a.addr)}
+		}
+	}
+	if c.ESL.ListenAddr != "" {
+		if _, port, err := net.SplitHostPort(c.ESL.ListenAddr); err != nil || !validPort(port) {
+			return &Error{"STICKY_ESL_LISTEN_ADDR (esl.listen_addr)", fmt.Sprintf("%q is not host:port", c.ESL.ListenAddr)}
+		}
+	}
+	switch c.LogFormat {
+	case "text", "json":
+	default:
+		return &Error{"STICKY_LOG_FORMAT (log_format)", fmt.Sprintf("%q must be text or json", c.LogFormat)}
+	}
+	switch c.LogLevel {
+	case "debug", "info", "warn", "error":
+	default:
+		return &Error{"STICKY_LOG_LEVEL (log_level)", fmt.Sprintf("%q must be debug, info, warn or error", c.LogLevel)}
+	}
+	switch c.ARI.Mode {
+	case "stasis", "observe", "both":
+	default:
+		return &Error{"STICKY_ARI_MODE (ari.mode)", fmt.Sprintf("%q must be stasis, observe or both", c.ARI.Mode)}
+	}
+	if len(c.DefaultRegion) != 2 || strings.ToUpper(c.DefaultRegion) != c.DefaultRegion {
+		return &Error{"STICKY_DEFAULT_REGION (default_region)", fmt.Sprintf("%q must be a two-letter region code such as US or GB", c.DefaultRegion)}
+	}
+	if c.RatePerSecond <= 0 {
+		return &Error{"STICKY_RATE_PER_SECOND (rate_per_second)", "must be above 0"}
+	}
+	if c.VariableTTL <= 0 || c.VariableTTL > 90*24*time.Hour {
+		return &Error{"STICKY_VARIABLE_TTL (variable_ttl)", "must be between 1s and 2160h (90 days)"}
+	}
+	if c.IntentWindow <= 0 {
+		return &Error{"STICKY_INTENT_WINDOW (intent_window)", "must be above 0"}
+	}
+	if c.NATS.PopRetention < time.Second {
+		return &Error{"STICKY_POP_RETENTION (nats.pop_retention)", "must be at least 1s"}
+	}
+	if c.ShutdownTimeout <= 0 {
+		return &Error{"STICKY_SHUTDOWN_TIMEOUT (shutdown_timeout)", "must be above 0"}
+	}
+	for i, a := range c.NATS.Agents {
+		if a.ID == "" || a.Password == "" {
+			return &Error{fmt.Sprintf("nats.agents[%d]", i), "needs an id and a password"}
+		}
+	}
+	for _, rules := range [][]AgentRule{c.ARI.Agents, c.ESL.Agents} {
+		for i, r := range rules {
+			if r.Pattern == "" || r.Agent == "" {
+				return &Error{fmt.Sprintf("agents[%d]", i), "needs a pattern and an agent"}
+			}
+		}
+	}
+	return nil
+}
+
+func validPort(p string) bool {
+	n, err := strconv.Atoi(p)
+	return err == nil && n >= 0 && n < 65536
+}

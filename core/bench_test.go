@@ -1,0 +1,190 @@
+package core_test
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"slices"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/sticky-cc/sticky/core"
+	"github.com/sticky-cc/sticky/core/store"
+)
+
+// benchPhone is the ANI of preloaded customer i.
+func benchPhone(i int) string { return fmt.Sprintf("+1415%07d", i) }
+
+// preload writes n customers straight into the store, each with a phone
+// number, an email, a customer id, three variables, an open intent and three
+// interactions, the way End would have left them.
+func preload(b *testing.B, db *store.DB, n int, now time.Time) {
+	b.Helper()
+	began := time.Now()
+	const batch = 1000
+	for lo := 0; lo < n; lo += batch {
+		err := db.Update(func(t *store.Txn) error {
+			for i := lo; i < min(lo+batch, n); i++ {
+				ref := "cust_" + strconv.Itoa(i)
+				last := now.Add(-time.Duration(i%40) * 24 * time.Hour)
+				c := store.Customer{Ref: ref, CreatedAt: last, UpdatedAt: last, LastContactAt: last,
+					Identifiers: []store.Identifier{
+						{Kind: core.KindPhone, Value: benchPhone(i), LinkedAt: last},
+						{Kind: core.KindEmail, Value: fmt.Sprintf("c%d@example.com", i), LinkedAt: last},
+						{Kind: core.KindCustomerID, Value: "C" + strconv.Itoa(i), LinkedAt: last},
+					},
+					Intents: []store.Intent{{Name: "billing_inquiry", Status: core.StatusOpen, AttemptCount: 2, FirstRaisedAt: last, LastContactAt: last}},
+				}
+				for _, id := range c.Identifiers {
+					if _, err := t.AddRef(id.Kind, id.Value, ref); err != nil {
+						return err
+					}
+				}
+				if err := t.PutCustomer(c); err != nil {
+					return err
+				}
+				for _, v := range []string{"summary", "tier", "ticket_id"} {
+					if err := t.PutVariable(ref, store.Variable{Name: v, Value: "value of " + v, Source: "chat", SetAt: last, ExpiresAt: last.Add(30 * 24 * time.Hour)}); err != nil {
+						return err
+					}
+				}
+				for h, ch := range []string{"chat", "email", "phone"} {
+					at := last.Add(-time.Duration(h) * time.Hour)
+					if err := t.PutInteraction(ref, store.Interaction{CallID: fmt.Sprintf("%s_%d", ch, i), Channel: ch, StartedAt: at.Add(-5 * time.Minute), EndedAt: at, Intent: "billing_inquiry", IntentStatus: "open", Summary: "Customer asked about the January invoice"}); err != nil {
+						return err
+					}
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			b.Fatal(err)
+		}
+		if lo > 0 && lo%200000 == 0 {
+			fmt.Fprintf(os.Stderr, "preload: %d/%d customers (%s)\n", lo, n, time.Since(began).Round(time.Second))
+		}
+	}
+	if err := db.Badger().Flatten(2); err != nil {
+		b.Fatal(err)
+	}
+}
+
+// benchSizes are the store sizes start latency is measured at; set
+// STICKY_BENCH_CUSTOMERS to measure one size only (e.g. in a quick run).
+func benchSizes() []int {
+	if s := os.Getenv("STICKY_BENCH_CUSTOMERS"); s != "" {
+		n, _ := strconv.Atoi(s)
+		return []int{n}
+	}
+	return []int{10_000, 1_000_000}
+}
+
+var preloaded sync.Map // size -> *benchStore
+
+type benchStore struct {
+	db  *store.DB
+	now time.Time
+}
+
+func openBench(b *testing.B, n int) *benchStore {
+	if v, ok := preloaded.Load(n); ok {
+		return v.(*benchStore)
+	}
+	dir, err := os.MkdirTemp("", "sticky-bench-")
+	if err != nil {
+		b.Fatal(err)
+	}
+	db, err := store.Open(store.Options{Dir: dir})
+	if err != nil {
+		b.Fatal(err)
+	}
+	bs := &benchStore{db: db, now: time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)}
+	preload(b, db, n, bs.now)
+	preloaded.Store(n, bs)
+	return bs
+}
+
+func percentile(d []time.Duration, p float64) time.Duration {
+	slices.Sort(d)
+	return d[min(len(d)-1, int(float64(len(d))*p))]
+}
+
+var callSeq atomic.Int64
+
+// BenchmarkStart measures a start (resolve plus context read plus the call
+// record) in the engine for a known caller, one at a time: its p50 and p99.
+func BenchmarkStart(b *testing.B) {
+	for _, n := range benchSizes() {
+		b.Run(fmt.Sprintf("customers=%d", n), func(b *testing.B) {
+			bs := openBench(b, n)
+			e := core.New(core.Options{Store: bs.db, Now: func() time.Time { return bs.now }})
+			ctx := context.Background()
+			lat := make([]time.Duration, 0, b.N)
+			b.ResetTimer()
+			for i := 0; b.Loop(); i++ {
+				req := core.StartRequest{CallID: "bench_" + strconv.FormatInt(callSeq.Add(1), 10),
+					Hints: core.Hints{ANI: benchPhone((i * 7919) % n), ExternalIDs: map[string]string{"email": fmt.Sprintf("c%d@example.com", (i*7919)%n)}}}
+				t0 := time.Now()
+				res, err := e.Start(ctx, req)
+				lat = append(lat, time.Since(t0))
+				if err != nil || res.Identity.Recommendation != core.RecommendReuse || len(res.History) != 3 {
+					b.Fatalf("start: %v %+v", err, res)
+				}
+			}
+			b.ReportMetric(float64(percentile(lat, 0.50).Microseconds()), "p50-µs")
+			b.ReportMetric(float64(percentile(lat, 0.99).Microseconds()), "p99-µs")
+		})
+	}
+}
+
+// BenchmarkStartParallel measures start throughput with concurrent callers.
+func BenchmarkStartParallel(b *testing.B) {
+	for _, n := range benchSizes() {
+		b.Run(fmt.Sprintf("customers=%d", n), func(b *testing.B) {
+			bs := openBench(b, n)
+			e := core.New(core.Options{Store: bs.db, Now: func() time.Time { return bs.now }})
+			ctx := context.Background()
+			b.SetParallelism(4)
+			began := time.Now()
+			b.ResetTimer()
+			b.RunParallel(func(pb *testing.PB) {
+				for pb.Next() {
+					i := int(callSeq.Add(1))
+					_, err := e.Start(ctx, core.StartRequest{CallID: "benchp_" + strconv.Itoa(i), Hints: core.Hints{ANI: benchPhone((i * 7919) % n)}})
+					if err != nil {
+						b.Error(err)
+						return
+					}
+				}
+			})
+			b.ReportMetric(float64(b.N)/time.Since(began).Seconds(), "starts/s")
+		})
+	}
+}
+
+// BenchmarkEndParallel measures durable ends (synced before they return)
+// from concurrent callers.
+func BenchmarkEndParallel(b *testing.B) {
+	n := benchSizes()[0]
+	bs := openBench(b, n)
+	e := core.New(core.Options{Store: bs.db, Now: func() time.Time { return bs.now }})
+	ctx := context.Background()
+	b.SetParallelism(32)
+	began := time.Now()
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			i := int(callSeq.Add(1))
+			_, err := e.End(ctx, core.EndRequest{CallID: "bench_end_" + strconv.Itoa(i), CustomerRef: "cust_" + strconv.Itoa((i*7919)%n),
+				Intent: "refund_status", Variables: map[string]string{"summary": "asked about the refund", "channel": "chat"}})
+			if err != nil {
+				b.Error(err)
+				return
+			}
+		}
+	})
+	b.ReportMetric(float64(b.N)/time.Since(began).Seconds(), "ends/s")
+}

@@ -1,0 +1,42 @@
+package store
+
+import (
+	"reflect"
+	"testing"
+	"time"
+)
+
+func TestCodecRoundTrip(t *testing.T) {
+	now := time.Date(2026, 2, 6, 15, 30, 0, 123456789, time.UTC)
+	cases := []record{
+		&Customer{Ref: "cust_1", CreatedAt: now, UpdatedAt: now, LastContactAt: now, LastChannel: "chat",
+			Identifiers: []Identifier{{Kind: "phone", Value: "+14155551234", LinkedAt: now, Source: "phone"}, {Kind: "email", Value: "a@b.c"}},
+			Intents:     []Intent{{Name: "refund", Status: "open", AttemptCount: 3, FirstRaisedAt: now, LastContactAt: now, LastChannel: "email"}}},
+		&Customer{Ref: "empty"},
+		&Variable{Name: "summary", Value: "ünïcode\nlines", Source: "email", SetAt: now, ExpiresAt: now.Add(time.Hour)},
+		&Interaction{CallID: "c", Channel: "phone", StartedAt: now, EndedAt: now, Intent: "i", IntentStatus: "open", Summary: "s", DNIS: "5551000"},
+		&Call{ID: "c", CustomerRef: "r", Channel: "phone", StartedAt: now, Identifiers: []Identifier{{Kind: "phone", Value: "+1"}},
+			StartFingerprint: "fp", StartResult: []byte(`{"a":1}`), Ended: true, EndedAt: now, EndFingerprint: "e", EndResult: []byte(`{}`), ExpiresAt: now},
+		&refList{"a", "b"},
+	}
+	for _, want := range cases {
+		got := reflect.New(reflect.TypeOf(want).Elem()).Interface().(record)
+		if err := unmarshal(marshal(want), got); err != nil {
+			t.Fatalf("%T: %v", want, err)
+		}
+		if !reflect.DeepEqual(got, want) {
+			t.Fatalf("%T round trip:\n got %+v\nwant %+v", want, got, want)
+		}
+	}
+}
+
+func FuzzDecode(f *testing.F) {
+	f.Add(marshal(&Customer{Ref: "x", Identifiers: []Identifier{{Kind: "k"}}, Intents: []Intent{{Name: "n"}}}))
+	f.Add(marshal(&Call{ID: "c", StartResult: []byte("{}")}))
+	f.Add([]byte{1, 255, 255, 255, 255, 15})
+	f.Fuzz(func(t *testing.T, b []byte) {
+		for _, r := range []record{&Customer{}, &Call{}, &Variable{}, &Interaction{}, &refList{}} {
+			_ = unmarshal(b, r) // must not panic or allocate without bound
+		}
+	})
+}
