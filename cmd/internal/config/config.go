@@ -198,7 +198,9 @@ func Load(name string, args []string, getenv func(string) string, stderr io.Writ
 }
 
 func yamlProblem(err error) string {
-	return strings.TrimPrefix(err.Error(), "yaml: ")
+	msg := strings.TrimPrefix(err.Error(), "yaml: ")
+	msg = strings.TrimPrefix(msg, "unmarshal errors:\n")
+	return strings.Join(strings.Fields(msg), " ")
 }
 
 // walk visits every leaf setting of a struct.

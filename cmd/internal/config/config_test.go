@@ -1,0 +1,70 @@
+package config
+
+import (
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+func env(m map[string]string) func(string) string { return func(k string) string { return m[k] } }
+
+func TestPrecedence(t *testing.T) {
+	dir := t.TempDir()
+	file := filepath.Join(dir, "sticky.yaml")
+	os.WriteFile(file, []byte("http_addr: 127.0.0.1:9000\ndata_dir: /from/yaml\nlog_level: warn\nari:\n  mode: observe\n  budget: 250ms\n"), 0o600)
+	cfg, err := Load("t", []string{"-config", file, "-data-dir", "/from/flag"}, env(map[string]string{
+		"STICKY_DATA_DIR": "/from/env", "STICKY_LOG_LEVEL": "debug", "STICKY_API_KEYS": "a, b,,c",
+	}), io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.DataDir != "/from/flag" || cfg.LogLevel != "debug" || cfg.HTTPAddr != "127.0.0.1:9000" || cfg.ARI.Mode != "observe" || cfg.ARI.Budget != 250*time.Millisecond {
+		t.Fatalf("precedence wrong: %+v", cfg)
+	}
+	if strings.Join(cfg.APIKeys, "|") != "a|b|c" {
+		t.Fatalf("keys: %q", cfg.APIKeys)
+	}
+	if cfg.NATS.Addr != "127.0.0.1:4222" || cfg.ESL.Password != "ClueCon" {
+		t.Fatalf("defaults lost: %+v", cfg)
+	}
+}
+
+func TestDefaultsAreLoopback(t *testing.T) {
+	cfg, err := Load("t", nil, env(nil), io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, a := range []string{cfg.HTTPAddr, cfg.NATS.Addr, cfg.NATS.WSAddr} {
+		if !strings.HasPrefix(a, "127.0.0.1:") {
+			t.Errorf("default %s is not loopback", a)
+		}
+	}
+}
+
+func TestBadSettingsNameTheSetting(t *testing.T) {
+	dir := t.TempDir()
+	bad := filepath.Join(dir, "bad.yaml")
+	os.WriteFile(bad, []byte("http_adr: x\n"), 0o600)
+	for _, tc := range []struct {
+		args []string
+		env  map[string]string
+		want string
+	}{
+		{nil, map[string]string{"STICKY_HTTP_ADDR": "nope"}, "STICKY_HTTP_ADDR"},
+		{nil, map[string]string{"STICKY_ARI_MODE": "spy"}, "STICKY_ARI_MODE"},
+		{nil, map[string]string{"STICKY_SHUTDOWN_TIMEOUT": "soon"}, "STICKY_SHUTDOWN_TIMEOUT"},
+		{nil, map[string]string{"STICKY_DEFAULT_REGION": "usa"}, "STICKY_DEFAULT_REGION"},
+		{[]string{"-log-format", "xml"}, nil, "log_format"},
+		{[]string{"-rate-per-second", "x"}, nil, "-rate-per-second"},
+		{[]string{"-config", bad}, nil, "http_adr"},
+		{[]string{"-config", filepath.Join(dir, "missing.yaml")}, nil, "-config"},
+	} {
+		_, err := Load("t", tc.args, env(tc.env), io.Discard)
+		if err == nil || !strings.Contains(err.Error(), tc.want) || strings.Contains(err.Error(), "\n") {
+			t.Errorf("%v %v: %v, want one line naming %s", tc.args, tc.env, err, tc.want)
+		}
+	}
+}
