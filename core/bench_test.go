@@ -43,19 +43,19 @@ func preload(b *testing.B, db *store.DB, n int, now time.Time) {
 						return err
 					}
 				}
-				if err := t.PutCustomer(c); err != nil {
-					return err
-				}
-				for _, v := range []string{"summary", "tier", "ticket_id"} {
-					if err := t.PutVariable(ref, store.Variable{Name: v, Value: "value of " + v, Source: "chat", SetAt: last, ExpiresAt: last.Add(30 * 24 * time.Hour)}); err != nil {
-						return err
-					}
+				for _, v := range []string{"summary", "ticket_id", "tier"} {
+					c.Variables = append(c.Variables, store.Variable{Name: v, Value: "value of " + v, Source: "chat", SetAt: last, ExpiresAt: last.Add(30 * 24 * time.Hour)})
 				}
 				for h, ch := range []string{"chat", "email", "phone"} {
 					at := last.Add(-time.Duration(h) * time.Hour)
-					if err := t.PutInteraction(ref, store.Interaction{CallID: fmt.Sprintf("%s_%d", ch, i), Channel: ch, StartedAt: at.Add(-5 * time.Minute), EndedAt: at, Intent: "billing_inquiry", IntentStatus: "open", Summary: "Customer asked about the January invoice"}); err != nil {
+					in := store.Interaction{CallID: fmt.Sprintf("%s_%d", ch, i), Channel: ch, StartedAt: at.Add(-5 * time.Minute), EndedAt: at, Intent: "billing_inquiry", IntentStatus: "open", Summary: "Customer asked about the January invoice"}
+					c.Recent = append(c.Recent, in)
+					if err := t.PutInteraction(ref, in); err != nil {
 						return err
 					}
+				}
+				if err := t.PutCustomer(c); err != nil {
+					return err
 				}
 			}
 			return nil

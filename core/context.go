@@ -45,20 +45,36 @@ type Context struct {
 }
 
 func (e *Engine) readContext(t *store.Txn, c store.Customer, now time.Time) (Context, error) {
-	vars, err := t.Variables(c.Ref)
-	if err != nil {
-		return Context{}, err
-	}
-	hist, err := t.History(c.Ref, e.opts.HistoryLimit)
-	if err != nil {
-		return Context{}, err
-	}
+	hist := c.Recent[:min(len(c.Recent), e.opts.HistoryLimit)]
 	return Context{
 		OpenIntents: e.openIntents(c, now),
-		Variables:   variableViews(vars, now),
+		Variables:   variableViews(c.Variables, now),
 		History:     historyItems(hist),
 		Headline:    e.headline(hist, now),
 	}, nil
+}
+
+// setVariable sets one variable in the customer record (sorted by name).
+func setVariable(c *store.Customer, v store.Variable) {
+	i, found := slices.BinarySearchFunc(c.Variables, v.Name, func(a store.Variable, name string) int { return strings.Compare(a.Name, name) })
+	if found {
+		c.Variables[i] = v
+		return
+	}
+	c.Variables = slices.Insert(c.Variables, i, v)
+}
+
+// addRecent puts an interaction into the record's newest-first list,
+// keeping at most limit.
+func addRecent(c *store.Customer, h store.Interaction, limit int) {
+	i := 0
+	for i < len(c.Recent) && !h.EndedAt.After(c.Recent[i].EndedAt) {
+		i++
+	}
+	c.Recent = slices.Insert(c.Recent, i, h)
+	if len(c.Recent) > limit {
+		c.Recent = c.Recent[:limit]
+	}
 }
 
 func variableViews(vars []store.Variable, now time.Time) map[string]VariableView {

@@ -64,18 +64,18 @@ func (e *Engine) Customer(ctx context.Context, ref string, historyLimit int) (*P
 			return notFound("no customer " + quoteID(ref))
 		}
 		now := e.now()
-		vars, err := t.Variables(c.Ref)
-		if err != nil {
-			return err
+		hist := c.Recent
+		if historyLimit > len(c.Recent) {
+			var err error
+			if hist, err = t.History(c.Ref, historyLimit); err != nil {
+				return err
+			}
 		}
-		hist, err := t.History(c.Ref, historyLimit)
-		if err != nil {
-			return err
-		}
+		hist = hist[:min(len(hist), historyLimit)]
 		p = &Profile{
 			CustomerRef: c.Ref, CreatedAt: TS(c.CreatedAt), LastContactAt: TS(c.LastContactAt),
 			Identifiers: []IdentifierView{}, Intents: []IntentView{},
-			Variables: variableViews(vars, now), OpenIntents: e.openIntents(c, now),
+			Variables: variableViews(c.Variables, now), OpenIntents: e.openIntents(c, now),
 			History: historyItems(hist), Headline: e.headline(hist, now),
 		}
 		for _, id := range c.Identifiers {
@@ -178,20 +178,10 @@ func (e *Engine) Merge(ctx context.Context, into, from string) (*Profile, error)
 			return err
 		}
 		// variables: the newer value wins
-		dvars, err := t.Variables(dst.Ref)
-		if err != nil {
-			return err
-		}
-		svars, err := t.Variables(src.Ref)
-		if err != nil {
-			return err
-		}
-		for _, sv := range svars {
-			i := slices.IndexFunc(dvars, func(d store.Variable) bool { return d.Name == sv.Name })
-			if i < 0 || sv.SetAt.After(dvars[i].SetAt) {
-				if err := t.PutVariable(dst.Ref, sv); err != nil {
-					return err
-				}
+		for _, sv := range src.Variables {
+			i := slices.IndexFunc(dst.Variables, func(d store.Variable) bool { return d.Name == sv.Name })
+			if i < 0 || sv.SetAt.After(dst.Variables[i].SetAt) {
+				setVariable(&dst, sv)
 			}
 		}
 		// intents: the same intent counts attempts from both
@@ -221,6 +211,7 @@ func (e *Engine) Merge(ctx context.Context, into, from string) (*Profile, error)
 			if err := t.PutInteraction(dst.Ref, h); err != nil {
 				return err
 			}
+			addRecent(&dst, h, e.opts.HistoryLimit)
 		}
 		calls, err := t.CallIDs(src.Ref)
 		if err != nil {

@@ -225,14 +225,12 @@ func (e *Engine) end(t *store.Txn, p *endPlan, out **EndResult, wrote *bool) err
 		started = ended
 	}
 
-	// Variables: last write wins, each with this call's TTL.
+	// Variables: last write wins, each with this call's TTL; expired ones
+	// leave the record while it is being written anyway.
 	for name, v := range req.Variables {
-		if err := t.PutVariable(cust.Ref, store.Variable{
-			Name: name, Value: v, Source: channel, SetAt: now, ExpiresAt: now.Add(p.ttl),
-		}); err != nil {
-			return err
-		}
+		setVariable(&cust, store.Variable{Name: name, Value: v, Source: channel, SetAt: now, ExpiresAt: now.Add(p.ttl)})
 	}
+	cust.Variables = slices.DeleteFunc(cust.Variables, func(v store.Variable) bool { return !v.ExpiresAt.After(now) })
 
 	// The interaction joins the history (replacing itself when merging).
 	inter := store.Interaction{
@@ -255,11 +253,13 @@ func (e *Engine) end(t *store.Txn, p *endPlan, out **EndResult, wrote *bool) err
 			if err := t.DeleteInteraction(cust.Ref, old); err != nil {
 				return err
 			}
+			cust.Recent = slices.DeleteFunc(cust.Recent, func(h store.Interaction) bool { return h.CallID == old.CallID })
 		}
 	}
 	if err := t.PutInteraction(cust.Ref, inter); err != nil {
 		return err
 	}
+	addRecent(&cust, inter, e.opts.HistoryLimit)
 
 	intents := 0
 	if req.Intent != "" {

@@ -183,6 +183,14 @@ func (c *Customer) encode(e *enc) {
 	for i := range c.Intents {
 		c.Intents[i].encode(e)
 	}
+	e.b = binary.AppendUvarint(e.b, uint64(len(c.Variables)))
+	for i := range c.Variables {
+		c.Variables[i].encode(e)
+	}
+	e.b = binary.AppendUvarint(e.b, uint64(len(c.Recent)))
+	for i := range c.Recent {
+		c.Recent[i].encode(e)
+	}
 }
 
 func (c *Customer) decode(d *dec) {
@@ -192,6 +200,18 @@ func (c *Customer) decode(d *dec) {
 		c.Intents = make([]Intent, n)
 		for i := range c.Intents {
 			c.Intents[i].decode(d)
+		}
+	}
+	if n := d.count(); n > 0 {
+		c.Variables = make([]Variable, n)
+		for i := range c.Variables {
+			c.Variables[i].decode(d)
+		}
+	}
+	if n := d.count(); n > 0 {
+		c.Recent = make([]Interaction, n)
+		for i := range c.Recent {
+			c.Recent[i].decode(d)
 		}
 	}
 }

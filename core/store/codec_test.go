@@ -11,7 +11,9 @@ func TestCodecRoundTrip(t *testing.T) {
 	cases := []record{
 		&Customer{Ref: "cust_1", CreatedAt: now, UpdatedAt: now, LastContactAt: now, LastChannel: "chat",
 			Identifiers: []Identifier{{Kind: "phone", Value: "+14155551234", LinkedAt: now, Source: "phone"}, {Kind: "email", Value: "a@b.c"}},
-			Intents:     []Intent{{Name: "refund", Status: "open", AttemptCount: 3, FirstRaisedAt: now, LastContactAt: now, LastChannel: "email"}}},
+			Intents:     []Intent{{Name: "refund", Status: "open", AttemptCount: 3, FirstRaisedAt: now, LastContactAt: now, LastChannel: "email"}},
+			Variables:   []Variable{{Name: "a", Value: "b", Source: "chat", SetAt: now, ExpiresAt: now}},
+			Recent:      []Interaction{{CallID: "c", Channel: "chat", EndedAt: now}}},
 		&Customer{Ref: "empty"},
 		&Variable{Name: "summary", Value: "ünïcode\nlines", Source: "email", SetAt: now, ExpiresAt: now.Add(time.Hour)},
 		&Interaction{CallID: "c", Channel: "phone", StartedAt: now, EndedAt: now, Intent: "i", IntentStatus: "open", Summary: "s", DNIS: "5551000"},

@@ -1,6 +1,7 @@
 package store
 
 import (
+	"bytes"
 	"encoding/binary"
 	"encoding/json"
 	"errors"
@@ -18,7 +19,6 @@ import (
 //	C<ref>                       Customer
 //	A<ref>                       alias: ref merged into another customer
 //	I<kind>\0<value>             []ref holding that identifier
-//	V<ref>\0<name>               Variable
 //	H<ref>\0<^ended ns><call id> Interaction, newest first
 //	K<call id>                   Call
 //	L<ref>\0<call id>            the customer's calls (for erasure)
@@ -26,7 +26,6 @@ const (
 	pCustomer    = 'C'
 	pAlias       = 'A'
 	pIdentifier  = 'I'
-	pVariable    = 'V'
 	pInteraction = 'H'
 	pCall        = 'K'
 	pCustCall    = 'L'
@@ -64,6 +63,11 @@ type Customer struct {
 	LastChannel   string       `json:"last_channel,omitempty"`
 	Identifiers   []Identifier `json:"identifiers"`
 	Intents       []Intent     `json:"intents"`
+	// Variables live in the record (sorted by name), and so do the latest
+	// interactions (newest first): a ringing call then needs one read for
+	// the whole context instead of two range scans.
+	Variables []Variable    `json:"variables"`
+	Recent    []Interaction `json:"recent"`
 }
 
 // Variable is one named piece of context with its expiry.
@@ -254,29 +258,6 @@ func (t *Txn) RemoveRef(kind, value, ref string) error {
 	return t.put(key(pIdentifier, kind, value), &rl)
 }
 
-// Variables returns every stored variable of ref (expired ones included:
-// the engine decides what has expired).
-func (t *Txn) Variables(ref string) ([]Variable, error) {
-	var out []Variable
-	err := t.scan(key(pVariable, ref, ""), true, func(_ []byte, item *badger.Item) (bool, error) {
-		var v Variable
-		if err := item.Value(func(b []byte) error { return unmarshal(b, &v) }); err != nil {
-			return false, fmt.Errorf("%w: decode variable: %v", ErrUnavailable, err)
-		}
-		out = append(out, v)
-		return true, nil
-	})
-	return out, err
-}
-
-// PutVariable sets one variable of ref.
-func (t *Txn) PutVariable(ref string, v Variable) error {
-	return t.put(key(pVariable, ref, v.Name), &v)
-}
-
-// DeleteVariable removes one variable of ref.
-func (t *Txn) DeleteVariable(ref, name string) error { return t.del(key(pVariable, ref, name)) }
-
 func historyKey(ref string, endedAt time.Time, callID string) []byte {
 	k := key(pInteraction, ref, "")
 	var ts [8]byte
@@ -323,10 +304,10 @@ func (t *Txn) DeleteCall(ref, id string) error {
 	return t.del(key(pCustCall, ref, id))
 }
 
-// DeleteCustomer removes ref's record, variables, history and call links.
+// DeleteCustomer removes ref's record, history and call links.
 // Identifier links are the caller's to remove (it knows which they are).
 func (t *Txn) DeleteCustomer(ref string) error {
-	for _, prefix := range [][]byte{key(pVariable, ref, ""), key(pInteraction, ref, ""), key(pCustCall, ref, "")} {
+	for _, prefix := range [][]byte{key(pInteraction, ref, ""), key(pCustCall, ref, "")} {
 		var keys [][]byte
 		if err := t.scan(prefix, false, func(k []byte, _ *badger.Item) (bool, error) {
 			keys = append(keys, append([]byte(nil), k...))
@@ -382,4 +363,35 @@ func (t *Txn) RetargetAliases(ref, target string) error {
 // DeleteInteraction removes one interaction from ref's history.
 func (t *Txn) DeleteInteraction(ref string, h Interaction) error {
 	return t.del(historyKey(ref, h.EndedAt, h.CallID))
+}
+
+// EachInteraction calls fn for every interaction in the store, grouped by
+// customer (newest first within a customer). It reads in one snapshot.
+func (s *DB) EachInteraction(fn func(ref string, h Interaction) error) error {
+	return s.View(func(t *Txn) error {
+		return t.scan([]byte{pInteraction}, true, func(k []byte, item *badger.Item) (bool, error) {
+			i := bytes.IndexByte(k[1:], 0)
+			if i < 0 {
+				return true, nil
+			}
+			var h Interaction
+			if err := item.Value(func(b []byte) error { return unmarshal(b, &h) }); err != nil {
+				return false, fmt.Errorf("%w: decode interaction: %v", ErrUnavailable, err)
+			}
+			return true, fn(string(k[1:1+i]), h)
+		})
+	})
+}
+
+// EachCall calls fn for every call record in the store.
+func (s *DB) EachCall(fn func(c Call) error) error {
+	return s.View(func(t *Txn) error {
+		return t.scan([]byte{pCall}, true, func(_ []byte, item *badger.Item) (bool, error) {
+			var c Call
+			if err := item.Value(func(b []byte) error { return unmarshal(b, &c) }); err != nil {
+				return false, fmt.Errorf("%w: decode call: %v", ErrUnavailable, err)
+			}
+			return true, fn(c)
+		})
+	})
 }

@@ -2,6 +2,7 @@ package store
 
 import (
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/dgraph-io/badger/v4"
@@ -9,73 +10,96 @@ import (
 
 const sweepBatch = 512
 
-type expiring interface {
-	record
-	expiry() time.Time
+// Sweep deletes expired call records and drops expired variables from
+// customer records. Each batch re-checks inside its own transaction, so a
+// record written again between the scan and the delete is kept.
+func (s *DB) Sweep(now time.Time) (int, error) {
+	expiredVar := func(v Variable) bool { return !v.ExpiresAt.IsZero() && v.ExpiresAt.Before(now) }
+	total := 0
+	// customers holding expired variables
+	var refs [][]byte
+	err := s.View(func(t *Txn) error {
+		return t.scan([]byte{pCustomer}, true, func(k []byte, item *badger.Item) (bool, error) {
+			var c Customer
+			if err := item.Value(func(b []byte) error { return unmarshal(b, &c) }); err != nil {
+				return false, fmt.Errorf("%w: decode customer: %v", ErrUnavailable, err)
+			}
+			if slices.ContainsFunc(c.Variables, expiredVar) {
+				refs = append(refs, append([]byte(nil), k...))
+			}
+			return true, nil
+		})
+	})
+	if err != nil {
+		return 0, err
+	}
+	n, err := s.inBatches(refs, func(t *Txn, k []byte) (int, error) {
+		var c Customer
+		if ok, err := t.get(k, &c); err != nil || !ok {
+			return 0, err
+		}
+		before := len(c.Variables)
+		c.Variables = slices.DeleteFunc(c.Variables, expiredVar)
+		if len(c.Variables) == before {
+			return 0, nil
+		}
+		return before - len(c.Variables), t.put(k, &c)
+	})
+	total += n
+	if err != nil {
+		return total, err
+	}
+	// expired call records
+	var calls [][]byte
+	err = s.View(func(t *Txn) error {
+		return t.scan([]byte{pCall}, true, func(k []byte, item *badger.Item) (bool, error) {
+			var c Call
+			if err := item.Value(func(b []byte) error { return unmarshal(b, &c) }); err != nil {
+				return false, fmt.Errorf("%w: decode call: %v", ErrUnavailable, err)
+			}
+			if !c.ExpiresAt.IsZero() && c.ExpiresAt.Before(now) {
+				calls = append(calls, append([]byte(nil), k...))
+			}
+			return true, nil
+		})
+	})
+	if err != nil {
+		return total, err
+	}
+	n, err = s.inBatches(calls, func(t *Txn, k []byte) (int, error) {
+		var c Call
+		if ok, err := t.get(k, &c); err != nil || !ok || c.ExpiresAt.IsZero() || !c.ExpiresAt.Before(now) {
+			return 0, err
+		}
+		if err := t.del(k); err != nil {
+			return 0, err
+		}
+		return 1, t.del(key(pCustCall, c.CustomerRef, c.ID))
+	})
+	return total + n, err
 }
 
-func (v *Variable) expiry() time.Time { return v.ExpiresAt }
-func (c *Call) expiry() time.Time     { return c.ExpiresAt }
-
-// Sweep deletes variables and call records whose expiry is before now. Each
-// batch re-checks expiry inside its own transaction, so a variable set again
-// between the scan and the delete is kept.
-func (s *DB) Sweep(now time.Time) (int, error) {
+func (s *DB) inBatches(keys [][]byte, fn func(*Txn, []byte) (int, error)) (int, error) {
 	total := 0
-	for _, p := range []struct {
-		prefix byte
-		zero   func() expiring
-	}{
-		{pVariable, func() expiring { return new(Variable) }},
-		{pCall, func() expiring { return new(Call) }},
-	} {
-		isExpired := func(item *badger.Item) (bool, error) {
-			rec := p.zero()
-			if err := item.Value(func(b []byte) error { return unmarshal(b, rec) }); err != nil {
-				return false, fmt.Errorf("%w: decode: %v", ErrUnavailable, err)
-			}
-			exp := rec.expiry()
-			return !exp.IsZero() && exp.Before(now), nil
-		}
-		var expired [][]byte
-		err := s.View(func(t *Txn) error {
-			return t.scan([]byte{p.prefix}, true, func(k []byte, item *badger.Item) (bool, error) {
-				ok, err := isExpired(item)
-				if ok {
-					expired = append(expired, append([]byte(nil), k...))
+	for len(keys) > 0 {
+		batch := keys[:min(sweepBatch, len(keys))]
+		keys = keys[len(batch):]
+		n := 0
+		err := s.Update(func(t *Txn) error {
+			n = 0
+			for _, k := range batch {
+				m, err := fn(t, k)
+				if err != nil {
+					return err
 				}
-				return err == nil, err
-			})
+				n += m
+			}
+			return nil
 		})
 		if err != nil {
 			return total, err
 		}
-		for len(expired) > 0 {
-			batch := expired[:min(sweepBatch, len(expired))]
-			expired = expired[len(batch):]
-			n := 0
-			err := s.Update(func(t *Txn) error {
-				n = 0
-				for _, k := range batch {
-					item, err := t.bt.Get(k)
-					if err != nil {
-						continue // already gone
-					}
-					if ok, err := isExpired(item); err != nil || !ok {
-						continue
-					}
-					if err := t.del(k); err != nil {
-						return err
-					}
-					n++
-				}
-				return nil
-			})
-			if err != nil {
-				return total, err
-			}
-			total += n
-		}
+		total += n
 	}
 	return total, nil
 }
