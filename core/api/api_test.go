@@ -382,3 +382,17 @@ func TestBadRequestsChangeNothing(t *testing.T) {
 		t.Fatal("a rejected request changed the store")
 	}
 }
+
+func TestStatsEndpoint(t *testing.T) {
+	e := newEnv(t, api.Options{})
+	if r := e.do("POST", "/v1/calls/end", `{"call_id":"x","customer_ref":"c","channel":"chat","intent":"a","ended_at":"2026-02-06T15:00:00Z"}`); r.status != 200 {
+		t.Fatal(r.raw)
+	}
+	r := e.do("GET", "/v1/stats?from=2026-02-06T00:00:00Z&to=2026-02-07T00:00:00Z", "")
+	if r.status != 200 || r.body["total_contacts"] != 1.0 {
+		t.Fatalf("%d %s", r.status, r.raw)
+	}
+	e.do("GET", "/v1/stats?window=forever", "").errorEnvelope(t, 400)
+	e.do("GET", "/v1/stats?from=2026-02-07T00:00:00Z&to=2026-02-06T00:00:00Z", "").errorEnvelope(t, 400)
+	e.do("GET", "/v1/stats", "", "Authorization", "").errorEnvelope(t, 401)
+}

@@ -79,6 +79,7 @@ func New(opts Options) *Server {
 	s.Handle("DELETE /v1/customers/{ref}", http.HandlerFunc(s.deleteCustomer))
 	s.Handle("POST /v1/customers/{ref}/merge", http.HandlerFunc(s.merge))
 	s.Handle("DELETE /v1/customers/{ref}/identifiers/{kind}/{value}", http.HandlerFunc(s.unlink))
+	s.Handle("GET /v1/stats", http.HandlerFunc(s.stats))
 	s.HandlePublic("GET /healthz", http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
 		WriteJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 	}))
@@ -410,6 +411,54 @@ func (s *Server) unlink(w http.ResponseWriter, r *http.Request) {
 	ref := r.PathValue("ref")
 	err := s.engine.Unlink(r.Context(), ref, r.PathValue("kind"), r.PathValue("value"))
 	s.reply(w, r, map[string]any{"customer_ref": ref, "unlinked": true}, err)
+}
+
+// ParseWindow reads a window length: a Go duration (36h) or days (7d).
+func ParseWindow(v string) (time.Duration, bool) {
+	if n, ok := strings.CutSuffix(v, "d"); ok {
+		d, err := strconv.Atoi(n)
+		return time.Duration(d) * 24 * time.Hour, err == nil && d > 0 && d <= 3650
+	}
+	d, err := time.ParseDuration(v)
+	return d, err == nil && d > 0
+}
+
+// stats answers GET /v1/stats?window=7d (or from=...&to=... in RFC 3339),
+// with switch_window=7d for what counts as a channel switch.
+func (s *Server) stats(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
+	to := time.Now().UTC()
+	window := 7 * 24 * time.Hour
+	if v := q.Get("window"); v != "" {
+		d, ok := ParseWindow(v)
+		if !ok {
+			Fail(w, http.StatusBadRequest, "window must be a duration such as 7d or 36h")
+			return
+		}
+		window = d
+	}
+	from := to.Add(-window)
+	for name, dst := range map[string]*time.Time{"from": &from, "to": &to} {
+		if v := q.Get(name); v != "" {
+			t, err := core.ParseTime(v)
+			if err != nil {
+				Fail(w, http.StatusBadRequest, name+" must be an RFC 3339 timestamp")
+				return
+			}
+			*dst = t
+		}
+	}
+	var sw time.Duration
+	if v := q.Get("switch_window"); v != "" {
+		d, ok := ParseWindow(v)
+		if !ok {
+			Fail(w, http.StatusBadRequest, "switch_window must be a duration such as 7d")
+			return
+		}
+		sw = d
+	}
+	st, err := s.engine.Stats(r.Context(), from, to, sw)
+	s.reply(w, r, st, err)
 }
 
 func splitHostPort(addr string) (string, string, error) {

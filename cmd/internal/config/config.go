@@ -31,6 +31,8 @@ type Config struct {
 	ShutdownTimeout   time.Duration `yaml:"shutdown_timeout" env:"STICKY_SHUTDOWN_TIMEOUT" flag:"shutdown-timeout" help:"how long SIGTERM waits for in-flight work"`
 	VariableTTL       time.Duration `yaml:"variable_ttl" env:"STICKY_VARIABLE_TTL" flag:"variable-ttl" help:"default lifetime of variables"`
 	IntentWindow      time.Duration `yaml:"intent_window" env:"STICKY_INTENT_WINDOW" flag:"intent-window" help:"unresolved intents expire after this long without contact"`
+	StatsWindow       time.Duration `yaml:"stats_window" env:"STICKY_STATS_WINDOW" flag:"stats-window" help:"window of the cross-channel figures exported as metrics"`
+	StatsEvery        time.Duration `yaml:"stats_every" env:"STICKY_STATS_EVERY" flag:"stats-every" help:"how often those figures are recomputed (they scan the store)"`
 
 	NATS NATS `yaml:"nats"`
 	ARI  ARI  `yaml:"ari"`
@@ -104,6 +106,8 @@ func Defaults() Config {
 		ShutdownTimeout: 15 * time.Second,
 		VariableTTL:     30 * 24 * time.Hour,
 		IntentWindow:    30 * 24 * time.Hour,
+		StatsWindow:     24 * time.Hour,
+		StatsEvery:      5 * time.Minute,
 		NATS: NATS{
 			Addr:         "127.0.0.1:4222",
 			WSAddr:       "127.0.0.1:4223",
@@ -296,6 +300,9 @@ func (c Config) Validate() error {
 	}
 	if c.NATS.PopRetention < time.Second {
 		return &Error{"STICKY_POP_RETENTION (nats.pop_retention)", "must be at least 1s"}
+	}
+	if c.StatsWindow <= 0 || c.StatsEvery < time.Second {
+		return &Error{"STICKY_STATS_WINDOW / STICKY_STATS_EVERY", "window must be above 0 and the period at least 1s"}
 	}
 	if c.ShutdownTimeout <= 0 {
 		return &Error{"STICKY_SHUTDOWN_TIMEOUT (shutdown_timeout)", "must be above 0"}

@@ -59,7 +59,7 @@ func Main(name string, attach Attach) {
 func Command(ctx context.Context, name string, args []string, getenv func(string) string, stdout, stderr io.Writer, attach Attach) int {
 	if len(args) > 0 {
 		switch args[0] {
-		case "backup", "restore":
+		case "backup", "restore", "rotate-key":
 			return storeCommand(ctx, name, args[0], args[1:], getenv, stdout, stderr)
 		}
 	}
@@ -192,6 +192,9 @@ func Run(ctx context.Context, name string, cfg config.Config, attach Attach, log
 		}()
 	}
 	goRun("sweeper", engine.Run)
+	sc := newStatsCollector(engine, cfg.StatsWindow, cfg.StatsEvery, log)
+	m.Register(sc)
+	goRun("statistics", sc.run)
 
 	var popper core.Popper = m.pops(nil)
 	pops, err := startPops(runCtx, cfg, engine, srv, log)

@@ -1,0 +1,176 @@
+package daemon
+
+import (
+	"bytes"
+	"context"
+	"encoding/hex"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/sticky-cc/sticky/cmd/internal/config"
+)
+
+func noPBX(Deps) (PBX, string, error) { return nil, "test", nil }
+
+// runDaemon runs the process in-process until the test ends.
+func runDaemon(t *testing.T, env map[string]string) (string, func() error) {
+	t.Helper()
+	base := map[string]string{"STICKY_HTTP_ADDR": "127.0.0.1:0", "STICKY_NATS_ADDR": "127.0.0.1:0", "STICKY_NATS_WS_ADDR": "127.0.0.1:0"}
+	for k, v := range env {
+		base[k] = v
+	}
+	cfg, err := config.Load("test", nil, func(k string) string { return base[k] }, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	addr := make(chan string, 1)
+	done := make(chan error, 1)
+	var logs bytes.Buffer
+	go func() {
+		done <- Run(ctx, "test", cfg, noPBX, NewLogger(cfg, &logs), func(a Addrs) { addr <- a.HTTP })
+	}()
+	select {
+	case a := <-addr:
+		stop := func() error { cancel(); return <-done }
+		t.Cleanup(func() { cancel() })
+		return a, stop
+	case err := <-done:
+		t.Fatalf("run: %v\n%s", err, logs.String())
+	case <-time.After(20 * time.Second):
+		t.Fatal("did not start")
+	}
+	return "", nil
+}
+
+func get(t *testing.T, url string) (int, string) {
+	t.Helper()
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
+}
+
+func postJSON(t *testing.T, url, body string) (int, string) {
+	t.Helper()
+	resp, err := http.Post(url, "application/json", strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
+}
+
+func TestProcessServesHealthMetricsAndShutsDown(t *testing.T) {
+	dir := t.TempDir()
+	addr, stop := runDaemon(t, map[string]string{"STICKY_DATA_DIR": dir})
+	if code, _ := get(t, "http://"+addr+"/healthz"); code != 200 {
+		t.Fatalf("healthz %d", code)
+	}
+	code, body := get(t, "http://"+addr+"/readyz")
+	if code != 200 || !strings.Contains(body, `"pbx":{"ok":false`) || !strings.Contains(body, `"store":{"ok":true`) {
+		t.Fatalf("readyz %d %s", code, body)
+	}
+	if code, body := postJSON(t, "http://"+addr+"/v1/calls/end", `{"call_id":"m1","customer_ref":"c1","channel":"chat"}`); code != 200 {
+		t.Fatalf("end %d %s", code, body)
+	}
+	_, metrics := get(t, "http://"+addr+"/metrics")
+	for _, want := range []string{`sticky_ends_total{channel="chat"} 1`, "sticky_resolve_seconds_bucket", "sticky_pbx_connected 0"} {
+		if !strings.Contains(metrics, want) {
+			t.Errorf("metrics lack %q", want)
+		}
+	}
+	if err := stop(); err != nil {
+		t.Fatalf("shutdown: %v", err)
+	}
+	// the store was closed cleanly: it opens again and holds the end
+	addr, stop = runDaemon(t, map[string]string{"STICKY_DATA_DIR": dir})
+	if code, body := get(t, "http://"+addr+"/v1/customers/c1"); code != 200 || !strings.Contains(body, `"m1"`) {
+		t.Fatalf("after restart %d %s", code, body)
+	}
+	stop()
+}
+
+func TestNoKeysOnAPublicAddressIsRefused(t *testing.T) {
+	cfg, err := config.Load("test", nil, func(k string) string {
+		return map[string]string{"STICKY_HTTP_ADDR": "0.0.0.0:0", "STICKY_DATA_DIR": t.TempDir()}[k]
+	}, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = Run(context.Background(), "test", cfg, noPBX, NewLogger(cfg, io.Discard), nil)
+	if err == nil || !strings.Contains(err.Error(), "STICKY_HTTP_ADDR") || !strings.Contains(err.Error(), "STICKY_API_KEYS") {
+		t.Fatalf("got %v", err)
+	}
+}
+
+func command(t *testing.T, env map[string]string, args ...string) (int, string) {
+	t.Helper()
+	var out, errb bytes.Buffer
+	code := Command(context.Background(), "test", args, func(k string) string { return env[k] }, &out, &errb, noPBX)
+	return code, errb.String()
+}
+
+func TestEncryptionBackupRestoreAndKeyRotation(t *testing.T) {
+	dir := t.TempDir()
+	keyFile := filepath.Join(t.TempDir(), "key")
+	os.WriteFile(keyFile, []byte(hex.EncodeToString(bytes.Repeat([]byte{7}, 32))), 0o600)
+	env := map[string]string{"STICKY_DATA_DIR": dir, "STICKY_ENCRYPTION_KEY_FILE": keyFile}
+	addr, stop := runDaemon(t, env)
+	if code, body := postJSON(t, "http://"+addr+"/v1/calls/end", `{"call_id":"enc1","customer_ref":"cust_secret","variables":{"summary":"plaintext-marker-xyz"}}`); code != 200 {
+		t.Fatal(body)
+	}
+	stop()
+	// nothing readable on disk
+	filepath.Walk(dir, func(p string, info os.FileInfo, err error) error {
+		if err == nil && !info.IsDir() {
+			if b, _ := os.ReadFile(p); bytes.Contains(b, []byte("plaintext-marker-xyz")) {
+				t.Errorf("%s holds the plaintext", p)
+			}
+		}
+		return nil
+	})
+	// without the key the store does not open
+	if _, _, err := openWith(dir, nil); err == nil {
+		t.Fatal("encrypted store opened without its key")
+	}
+	// backup, restore into a new directory (encrypted with the same key)
+	backup := filepath.Join(t.TempDir(), "sticky.bak")
+	if code, msg := command(t, env, "backup", "-file", backup); code != 0 {
+		t.Fatalf("backup: %s", msg)
+	}
+	restored := t.TempDir()
+	renv := map[string]string{"STICKY_DATA_DIR": restored, "STICKY_ENCRYPTION_KEY_FILE": keyFile}
+	if code, msg := command(t, renv, "restore", "-file", backup); code != 0 {
+		t.Fatalf("restore: %s", msg)
+	}
+	if code, _ := command(t, renv, "restore", "-file", backup); code == 0 {
+		t.Fatal("restore into a non-empty directory was accepted")
+	}
+	// rotate the restored copy's key, then it opens with the new key only
+	newKey := filepath.Join(t.TempDir(), "new")
+	os.WriteFile(newKey, bytes.Repeat([]byte{9}, 16), 0o600)
+	if code, msg := command(t, renv, "rotate-key", "-new-key-file", newKey); code != 0 {
+		t.Fatalf("rotate: %s", msg)
+	}
+	renv["STICKY_ENCRYPTION_KEY_FILE"] = newKey
+	addr, stop = runDaemon(t, renv)
+	if code, body := get(t, "http://"+addr+"/v1/customers/cust_secret"); code != 200 || !strings.Contains(body, "plaintext-marker-xyz") {
+		t.Fatalf("restored and rotated store: %d %s", code, body)
+	}
+	stop()
+	old, _ := os.ReadFile(keyFile)
+	k, _ := keyBytes(old)
+	if _, _, err := openWith(restored, k); err == nil {
+		t.Fatal("rotated store still opens with the old key")
+	}
+}
