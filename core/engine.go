@@ -193,8 +193,19 @@ func (e *Engine) Start(ctx context.Context, req StartRequest) (res *StartResult,
 			case call.StartFingerprint != fp:
 				return conflict("call " + quoteID(req.CallID) + " was already started with different hints")
 			}
-			res = new(StartResult)
-			return json.Unmarshal(call.StartResult, res)
+			// A retry: the same customer, identity and call_start, with
+			// the context read afresh (it is only ever fresher).
+			cust, ok, err := t.Customer(call.CustomerRef)
+			if err != nil || !ok {
+				return err
+			}
+			res = &StartResult{CallID: req.CallID, CustomerRef: cust.Ref, CallStart: TS(call.StartedAt)}
+			if err := json.Unmarshal(call.StartIdentity, &res.Identity); err != nil {
+				return err
+			}
+			cc, err := e.readContext(t, cust, now)
+			res.OpenIntents, res.Variables, res.History, res.Headline = cc.OpenIntents, cc.Variables, cc.History, cc.Headline
+			return err
 		}
 		rs, err := e.resolve(t, hs, now)
 		if err != nil {
@@ -236,14 +247,17 @@ func (e *Engine) Start(ctx context.Context, req StartRequest) (res *StartResult,
 			return err
 		}
 		res.OpenIntents, res.Variables, res.History, res.Headline = cc.OpenIntents, cc.Variables, cc.History, cc.Headline
-		raw, err := json.Marshal(res)
+		// The call record keeps what a retry must repeat (the identity
+		// decision), not the whole context: starts are the hot write path
+		// and a smaller record means less flushing and compaction.
+		ident, err := json.Marshal(&res.Identity)
 		if err != nil {
 			return err
 		}
 		return t.PutCall(store.Call{
 			ID: req.CallID, CustomerRef: cust.Ref, Channel: channel, StartedAt: now,
 			Identifiers: hs.identifiers(), DNIS: hs.dnis,
-			StartFingerprint: fp, StartResult: raw, ExpiresAt: now.Add(e.opts.ActiveCallTTL),
+			StartFingerprint: fp, StartIdentity: ident, ExpiresAt: now.Add(e.opts.ActiveCallTTL),
 		})
 	})
 	if err != nil {

@@ -122,6 +122,9 @@ func NormalizePhone(raw, region string) (string, error) {
 	if digits < 3 || digits > 17 {
 		return "", ErrNotPhone
 	}
+	if nanp(s) {
+		return s, nil
+	}
 	cacheKey := region + "|" + s
 	if v, ok := phoneCache.Load(cacheKey); ok {
 		return v.(string), nil
@@ -186,11 +189,31 @@ func parsePhone(s, region string) (num *phonenumbers.PhoneNumber, err error) {
 	return phonenumbers.Parse(s, region)
 }
 
-var lineTypeCache sync.Map // E.164 -> line type; numbers repeat, parsing does not need to
+// nanp reports a number already in North American E.164 form (+1, then a
+// ten-digit number whose area code and exchange start with 2-9). The
+// library would return it unchanged, at a cost that dominates a start when
+// callers are many and varied, so such numbers skip it.
+func nanp(s string) bool {
+	if len(s) != 12 || s[0] != '+' || s[1] != '1' || s[2] < '2' || s[5] < '2' {
+		return false
+	}
+	for i := 2; i < len(s); i++ {
+		if s[i] < '0' || s[i] > '9' {
+			return false
+		}
+	}
+	return true
+}
+
+var lineTypeCache boundedMap // E.164 -> line type
 
 // LineType returns mobile, landline or voip when the number's own metadata
-// is certain, else unknown.
+// is certain, else unknown. North American numbers never are: mobile and
+// fixed lines share their ranges (and numbers move between them).
 func LineType(e164 string) string {
+	if strings.HasPrefix(e164, "+1") {
+		return "unknown"
+	}
 	if v, ok := lineTypeCache.Load(e164); ok {
 		return v.(string)
 	}

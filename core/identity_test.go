@@ -2,9 +2,13 @@ package core_test
 
 import (
 	"context"
+	"fmt"
+	"math/rand/v2"
 	"slices"
 	"testing"
 	"time"
+
+	"github.com/nyaruka/phonenumbers"
 
 	"github.com/sticky-cc/sticky/core"
 )
@@ -142,6 +146,23 @@ func TestNormalizePhone(t *testing.T) {
 	for _, bad := range []string{"abc", "12", "+1 415 555 1234 5678 9012", "4155551234'; DROP TABLE", "☎"} {
 		if got, err := core.NormalizePhone(bad, "US"); err == nil {
 			t.Errorf("NormalizePhone(%q) = %q, want an error", bad, got)
+		}
+	}
+}
+
+// TestNANPFastPathMatchesTheLibrary checks that skipping the library for
+// North American numbers in E.164 form changes no answer.
+func TestNANPFastPathMatchesTheLibrary(t *testing.T) {
+	rng := rand.New(rand.NewPCG(1, 2))
+	for range 5000 {
+		s := fmt.Sprintf("+1%d%02d%d%06d", 2+rng.IntN(8), rng.IntN(100), 2+rng.IntN(8), rng.IntN(1_000_000))
+		num, err := phonenumbers.Parse(s, "US")
+		if err != nil || !phonenumbers.IsPossibleNumber(num) {
+			t.Fatalf("library refuses %s: %v", s, err)
+		}
+		want := phonenumbers.Format(num, phonenumbers.E164)
+		if got, err := core.NormalizePhone(s, "GB"); err != nil || got != want {
+			t.Fatalf("%s: fast path %q (%v), library %q", s, got, err, want)
 		}
 	}
 }

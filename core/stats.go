@@ -143,16 +143,14 @@ func (e *Engine) Stats(ctx context.Context, from, to time.Time, switchWindow tim
 	}
 	walk(hist)
 	err = e.db.EachCall(func(c store.Call) error {
-		if !in(c.StartedAt) || len(c.StartResult) == 0 {
+		if !in(c.StartedAt) || len(c.StartIdentity) == 0 {
 			return nil
 		}
-		var r struct {
-			Identity struct{ Level, Recommendation string }
-		}
-		if json.Unmarshal(c.StartResult, &r) == nil && r.Identity.Level != "" {
+		var id struct{ Level, Recommendation string }
+		if json.Unmarshal(c.StartIdentity, &id) == nil && id.Level != "" {
 			s.CallStarts++
-			s.IdentityLevels[r.Identity.Level]++
-			s.Recommendations[r.Identity.Recommendation]++
+			s.IdentityLevels[id.Level]++
+			s.Recommendations[id.Recommendation]++
 		}
 		return nil
 	})

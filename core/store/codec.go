@@ -270,7 +270,7 @@ func (c *Call) encode(e *enc) {
 	encodeIDs(e, c.Identifiers)
 	e.str(c.DNIS)
 	e.str(c.StartFingerprint)
-	e.raw(c.StartResult)
+	e.raw(c.StartIdentity)
 	e.bool(c.Ended)
 	e.time(c.EndedAt)
 	e.str(c.EndFingerprint)
@@ -281,7 +281,7 @@ func (c *Call) encode(e *enc) {
 func (c *Call) decode(d *dec) {
 	c.ID, c.CustomerRef, c.Channel, c.StartedAt = d.str(), d.str(), d.str(), d.time()
 	c.Identifiers = decodeIDs(d)
-	c.DNIS, c.StartFingerprint, c.StartResult = d.str(), d.str(), d.raw()
+	c.DNIS, c.StartFingerprint, c.StartIdentity = d.str(), d.str(), d.raw()
 	c.Ended, c.EndedAt, c.EndFingerprint, c.EndResult, c.ExpiresAt = d.bool(), d.time(), d.str(), d.raw(), d.time()
 }
 

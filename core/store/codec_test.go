@@ -18,7 +18,7 @@ func TestCodecRoundTrip(t *testing.T) {
 		&Variable{Name: "summary", Value: "ünïcode\nlines", Source: "email", SetAt: now, ExpiresAt: now.Add(time.Hour)},
 		&Interaction{CallID: "c", Channel: "phone", StartedAt: now, EndedAt: now, Intent: "i", IntentStatus: "open", Summary: "s", DNIS: "5551000"},
 		&Call{ID: "c", CustomerRef: "r", Channel: "phone", StartedAt: now, Identifiers: []Identifier{{Kind: "phone", Value: "+1"}},
-			StartFingerprint: "fp", StartResult: []byte(`{"a":1}`), Ended: true, EndedAt: now, EndFingerprint: "e", EndResult: []byte(`{}`), ExpiresAt: now},
+			StartFingerprint: "fp", StartIdentity: []byte(`{"a":1}`), Ended: true, EndedAt: now, EndFingerprint: "e", EndResult: []byte(`{}`), ExpiresAt: now},
 		&refList{"a", "b"},
 	}
 	for _, want := range cases {
@@ -34,7 +34,7 @@ func TestCodecRoundTrip(t *testing.T) {
 
 func FuzzDecode(f *testing.F) {
 	f.Add(marshal(&Customer{Ref: "x", Identifiers: []Identifier{{Kind: "k"}}, Intents: []Intent{{Name: "n"}}}))
-	f.Add(marshal(&Call{ID: "c", StartResult: []byte("{}")}))
+	f.Add(marshal(&Call{ID: "c", StartIdentity: []byte("{}")}))
 	f.Add([]byte{1, 255, 255, 255, 255, 15})
 	f.Fuzz(func(t *testing.T, b []byte) {
 		for _, r := range []record{&Customer{}, &Call{}, &Variable{}, &Interaction{}, &refList{}} {

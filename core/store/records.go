@@ -101,7 +101,7 @@ type Call struct {
 	Identifiers      []Identifier    `json:"identifiers,omitempty"`
 	DNIS             string          `json:"dnis,omitempty"`
 	StartFingerprint string          `json:"start_fp,omitempty"`
-	StartResult      json.RawMessage `json:"start_result,omitempty"`
+	StartIdentity    json.RawMessage `json:"start_identity,omitempty"`
 	Ended            bool            `json:"ended"`
 	EndedAt          time.Time       `json:"ended_at"`
 	EndFingerprint   string          `json:"end_fp,omitempty"`

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/dgraph-io/badger/v4"
+	"github.com/dgraph-io/badger/v4/options"
 )
 
 // ErrUnavailable wraps every failure to read or write the underlying store
@@ -52,6 +53,10 @@ func Open(opts Options) (*DB, error) {
 		// power loss too, and End calls it (grouped) before answering.
 		WithSyncWrites(false).
 		WithMetricsEnabled(false).
+		// Records are small and mostly distinct; compressing blocks cost
+		// more CPU in flushes and compactions than it saved on disk, and
+		// on two cores that CPU is taken from ringing calls.
+		WithCompression(options.None).
 		WithNumCompactors(2)
 	if opts.InMemory {
 		bo = bo.WithInMemory(true).WithDir("").WithValueDir("")
