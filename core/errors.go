@@ -70,6 +70,10 @@ func storeErr(err error) error {
 	if errors.As(err, &e) {
 		return e
 	}
+	var de *store.DiskError
+	if errors.As(err, &de) {
+		return &Error{Code: CodeUnavailable, Message: "storage is unavailable: " + de.Problem + "; nothing was saved, retry once an operator has fixed it"}
+	}
 	if errors.Is(err, store.ErrUnavailable) {
 		return &Error{Code: CodeUnavailable, Message: "storage is unavailable; nothing was saved, retry later"}
 	}

@@ -42,7 +42,17 @@ func buildBridge(t *testing.T) string {
 
 func startBridge(t *testing.T, bin, dataDir string, env ...string) *bridge {
 	t.Helper()
+	return startBridgeAs(t, bin, dataDir, -1, env...)
+}
+
+// startBridgeAs starts the bridge as user uid (-1: as this process).
+func startBridgeAs(t *testing.T, bin, dataDir string, uid int, env ...string) *bridge {
+	t.Helper()
 	cmd := exec.Command(bin)
+	if uid >= 0 {
+		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: uint32(uid), Gid: uint32(uid)}}
+		cmd.Dir = dataDir
+	}
 	cmd.Env = append(os.Environ(),
 		"STICKY_DATA_DIR="+dataDir, "STICKY_HTTP_ADDR=127.0.0.1:0",
 		"STICKY_NATS_ADDR=127.0.0.1:0", "STICKY_NATS_WS_ADDR=127.0.0.1:0",

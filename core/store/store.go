@@ -30,6 +30,13 @@ type Options struct {
 	// MaxConflictRetries bounds how often Update re-runs a transaction that
 	// lost an optimistic-concurrency race. Default 16.
 	MaxConflictRetries int
+	// MinFreeBytes: writes are refused (ErrUnavailable) while the disk has
+	// less free space than this. Default DefaultMinFreeBytes; negative: no
+	// check.
+	MinFreeBytes int64
+	// DiskCheckEvery is how often the directory's free space and
+	// writability are checked. Default 1s.
+	DiskCheckEvery time.Duration
 }
 
 // DB is an open store.
@@ -38,6 +45,7 @@ type DB struct {
 	log     *slog.Logger
 	retries int
 	syncer  syncer
+	guard   *diskGuard // nil in memory
 }
 
 // Open opens (creating if needed) the store in opts.Dir.
@@ -73,11 +81,39 @@ func Open(opts Options) (*DB, error) {
 		s.retries = 16
 	}
 	s.syncer.init(bdb)
+	if !opts.InMemory && opts.MinFreeBytes >= 0 {
+		if opts.MinFreeBytes == 0 {
+			opts.MinFreeBytes = DefaultMinFreeBytes
+		}
+		if opts.DiskCheckEvery <= 0 {
+			opts.DiskCheckEvery = time.Second
+		}
+		s.guard = newDiskGuard(opts.Dir, uint64(opts.MinFreeBytes), opts.DiskCheckEvery)
+		if err := s.guard.err(); err != nil {
+			opts.Logger.Warn("the store opened but refuses writes until this is fixed", "problem", err)
+		}
+	}
 	return s, nil
 }
 
 // Close flushes and closes the store.
-func (s *DB) Close() error { return s.bdb.Close() }
+func (s *DB) Close() error {
+	if s.guard != nil {
+		s.guard.close()
+	}
+	return s.bdb.Close()
+}
+
+// Writable says whether writes are accepted now, and if not, why.
+func (s *DB) Writable() error {
+	if s.bdb.IsClosed() {
+		return fmt.Errorf("%w: the store is closed", ErrUnavailable)
+	}
+	if s.guard != nil {
+		return s.guard.err()
+	}
+	return nil
+}
 
 // Badger exposes the underlying database for backup and restore.
 func (s *DB) Badger() *badger.DB { return s.bdb }
@@ -102,6 +138,11 @@ func (s *DB) Update(fn func(*Txn) error) error {
 }
 
 func (s *DB) update(fn func(*Txn) error) error {
+	if s.guard != nil {
+		if err := s.guard.err(); err != nil {
+			return err
+		}
+	}
 	bt := s.bdb.NewTransaction(true)
 	defer bt.Discard()
 	t := &Txn{bt: bt}
@@ -111,6 +152,9 @@ func (s *DB) update(fn func(*Txn) error) error {
 	if err := bt.Commit(); err != nil {
 		if errors.Is(err, badger.ErrConflict) {
 			return err
+		}
+		if s.guard != nil {
+			s.guard.recheck()
 		}
 		return fmt.Errorf("%w: commit: %v", ErrUnavailable, err)
 	}

@@ -10,6 +10,7 @@ import (
 	"net"
 	"os"
 	"reflect"
+	"regexp"
 	"strconv"
 	"strings"
 	"time"
@@ -33,6 +34,9 @@ type Config struct {
 	IntentWindow      time.Duration `yaml:"intent_window" env:"STICKY_INTENT_WINDOW" flag:"intent-window" help:"unresolved intents expire after this long without contact"`
 	StatsWindow       time.Duration `yaml:"stats_window" env:"STICKY_STATS_WINDOW" flag:"stats-window" help:"window of the cross-channel figures exported as metrics"`
 	StatsEvery        time.Duration `yaml:"stats_every" env:"STICKY_STATS_EVERY" flag:"stats-every" help:"how often those figures are recomputed (they scan the store)"`
+	MinFreeMiB        float64       `yaml:"min_free_mib" env:"STICKY_MIN_FREE_MIB" flag:"min-free-mib" help:"refuse writes (503) while the data disk has less free space than this many MiB"`
+
+	Adapters Adapters `yaml:"adapters"`
 
 	NATS NATS `yaml:"nats"`
 	ARI  ARI  `yaml:"ari"`
@@ -64,6 +68,13 @@ type Agent struct {
 	ID       string   `yaml:"id"`
 	Password string   `yaml:"password"`
 	Queues   []string `yaml:"queues"`
+}
+
+// Adapters configures the chat, email and Zendesk endpoints.
+type Adapters struct {
+	WebhookSecret string        `yaml:"webhook_secret" env:"STICKY_WEBHOOK_SECRET" flag:"-" help:"shared secret for HMAC-signed webhooks (empty: API key only)" secret:"true"`
+	ReplayWindow  time.Duration `yaml:"replay_window" env:"STICKY_WEBHOOK_REPLAY_WINDOW" flag:"webhook-replay-window" help:"how old a signed webhook's timestamp may be"`
+	TicketPattern string        `yaml:"ticket_pattern" env:"STICKY_TICKET_PATTERN" flag:"ticket-pattern" help:"regular expression finding a ticket id in an email subject (first group is the id)"`
 }
 
 // ARI configures the Asterisk bridge.
@@ -108,6 +119,8 @@ func Defaults() Config {
 		IntentWindow:    30 * 24 * time.Hour,
 		StatsWindow:     24 * time.Hour,
 		StatsEvery:      5 * time.Minute,
+		MinFreeMiB:      256,
+		Adapters:        Adapters{ReplayWindow: 5 * time.Minute, TicketPattern: `\[([A-Z][A-Z0-9]*-\d+)\]`},
 		NATS: NATS{
 			Addr:         "127.0.0.1:4222",
 			WSAddr:       "127.0.0.1:4223",
@@ -270,6 +283,12 @@ func (c Config) Validate() error {
 		if _, port, err := net.SplitHostPort(c.ESL.ListenAddr); err != nil || !validPort(port) {
 			return &Error{"STICKY_ESL_LISTEN_ADDR (esl.listen_addr)", fmt.Sprintf("%q is not host:port", c.ESL.ListenAddr)}
 		}
+	}
+	if c.MinFreeMiB < 0 {
+		return &Error{"STICKY_MIN_FREE_MIB (min_free_mib)", "must not be negative (0 turns the check off)"}
+	}
+	if _, err := regexp.Compile(c.Adapters.TicketPattern); err != nil {
+		return &Error{"STICKY_TICKET_PATTERN (adapters.ticket_pattern)", "is not a regular expression: " + err.Error()}
 	}
 	switch c.LogFormat {
 	case "text", "json":

@@ -145,7 +145,11 @@ func Run(ctx context.Context, name string, cfg config.Config, attach Attach, log
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 		return fmt.Errorf("data dir: %w", err)
 	}
-	db, err := store.Open(store.Options{Dir: cfg.DataDir, EncryptionKey: key, Logger: log})
+	minFree := int64(cfg.MinFreeMiB * (1 << 20))
+	if minFree == 0 {
+		minFree = -1 // off
+	}
+	db, err := store.Open(store.Options{Dir: cfg.DataDir, EncryptionKey: key, Logger: log, MinFreeBytes: minFree})
 	if err != nil {
 		return err
 	}
@@ -170,8 +174,8 @@ func Run(ctx context.Context, name string, cfg config.Config, attach Attach, log
 		log.Warn("NO API KEYS CONFIGURED: the API accepts every request and is bound to loopback only; set STICKY_API_KEYS before exposing it")
 	}
 	srv.AddReadiness("store", true, func() (bool, string) {
-		if db.Badger().IsClosed() {
-			return false, "closed"
+		if err := db.Writable(); err != nil {
+			return false, err.Error()
 		}
 		return true, "open"
 	})
