@@ -36,6 +36,7 @@ type Config struct {
 	StatsEvery        time.Duration `yaml:"stats_every" env:"STICKY_STATS_EVERY" flag:"stats-every" help:"how often those figures are recomputed (they scan the store)"`
 	MinFreeMiB        float64       `yaml:"min_free_mib" env:"STICKY_MIN_FREE_MIB" flag:"min-free-mib" help:"refuse writes (503) while the data disk has less free space than this many MiB"`
 
+	Identity Identity `yaml:"identity"`
 	Adapters Adapters `yaml:"adapters"`
 
 	NATS NATS `yaml:"nats"`
@@ -68,6 +69,15 @@ type Agent struct {
 	ID       string   `yaml:"id"`
 	Password string   `yaml:"password"`
 	Queues   []string `yaml:"queues"`
+}
+
+// Identity holds the weights of the identity signals (SPEC section 2).
+type Identity struct {
+	ANI           float64       `yaml:"ani_weight" env:"STICKY_WEIGHT_ANI" flag:"weight-ani" help:"confidence an ANI match adds"`
+	Email         float64       `yaml:"email_weight" env:"STICKY_WEIGHT_EMAIL" flag:"weight-email" help:"confidence an email match adds"`
+	ExternalID    float64       `yaml:"external_id_weight" env:"STICKY_WEIGHT_EXTERNAL_ID" flag:"weight-external-id" help:"confidence a customer id, CRM id or account number match adds"`
+	Recency       float64       `yaml:"recency_weight" env:"STICKY_WEIGHT_RECENCY" flag:"weight-recency" help:"confidence a contact today adds (decays to 0 over recency_window)"`
+	RecencyWindow time.Duration `yaml:"recency_window" env:"STICKY_RECENCY_WINDOW" flag:"recency-window" help:"how long recent contact keeps adding confidence"`
 }
 
 // Adapters configures the chat, email and Zendesk endpoints.
@@ -120,6 +130,7 @@ func Defaults() Config {
 		StatsWindow:     24 * time.Hour,
 		StatsEvery:      5 * time.Minute,
 		MinFreeMiB:      256,
+		Identity:        Identity{ANI: 0.40, Email: 0.30, ExternalID: 0.20, Recency: 0.10, RecencyWindow: 30 * 24 * time.Hour},
 		Adapters:        Adapters{ReplayWindow: 5 * time.Minute, TicketPattern: `\[([A-Z][A-Z0-9]*-\d+)\]`},
 		NATS: NATS{
 			Addr:         "127.0.0.1:4222",
@@ -282,6 +293,15 @@ func (c Config) Validate() error {
 	if c.ESL.ListenAddr != "" {
 		if _, port, err := net.SplitHostPort(c.ESL.ListenAddr); err != nil || !validPort(port) {
 			return &Error{"STICKY_ESL_LISTEN_ADDR (esl.listen_addr)", fmt.Sprintf("%q is not host:port", c.ESL.ListenAddr)}
+		}
+	}
+	for _, w := range []struct {
+		setting string
+		v       float64
+	}{{"STICKY_WEIGHT_ANI (identity.ani_weight)", c.Identity.ANI}, {"STICKY_WEIGHT_EMAIL (identity.email_weight)", c.Identity.Email},
+		{"STICKY_WEIGHT_EXTERNAL_ID (identity.external_id_weight)", c.Identity.ExternalID}, {"STICKY_WEIGHT_RECENCY (identity.recency_weight)", c.Identity.Recency}} {
+		if w.v < 0 || w.v > 1 {
+			return &Error{w.setting, "must be between 0 and 1"}
 		}
 	}
 	if c.MinFreeMiB < 0 {
