@@ -152,6 +152,12 @@ func (e *Engine) end(t *store.Txn, p *endPlan, out **EndResult, wrote *bool) err
 		return json.Unmarshal(call.EndResult, *out)
 	}
 	merging := found && call.Ended
+	if merging && (call.EndFingerprint == p.fp || slices.Contains(call.MergeFingerprints, p.fp)) {
+		// A redelivered report (a webhook retried, a wrap-up sent twice)
+		// was merged already: nothing changes, even after a restart.
+		*out = new(EndResult)
+		return json.Unmarshal(call.EndResult, *out)
+	}
 
 	// Who is this?
 	var cust store.Customer
@@ -296,6 +302,11 @@ func (e *Engine) end(t *store.Txn, p *endPlan, out **EndResult, wrote *bool) err
 	rec.Ended, rec.EndedAt, rec.EndResult = true, inter.EndedAt, raw
 	if !merging {
 		rec.EndFingerprint = p.fp
+	} else {
+		rec.MergeFingerprints = append(rec.MergeFingerprints, p.fp)
+		if n := len(rec.MergeFingerprints); n > store.MaxMergeFingerprints {
+			rec.MergeFingerprints = slices.Clone(rec.MergeFingerprints[n-store.MaxMergeFingerprints:])
+		}
 	}
 	rec.ExpiresAt = now.Add(e.opts.EndedCallTTL)
 	if err := t.PutCall(rec); err != nil {
@@ -349,8 +360,27 @@ func (e *Engine) interaction(t *store.Txn, ref string, call store.Call) (store.I
 
 // mergeInteraction fills an ended interaction with what a later report adds:
 // new values win where given, old ones stay where not.
+//
+// A report that says it ended before what is stored (an older email of the
+// thread delivered late) is stale: it only fills what is empty and never
+// moves the interaction back in time.
 func mergeInteraction(old, add store.Interaction, req EndRequest) store.Interaction {
 	m := old
+	if !req.EndedAt.IsZero() && add.EndedAt.Before(old.EndedAt) {
+		if m.Intent == "" && req.Intent != "" {
+			m.Intent, m.IntentStatus = add.Intent, add.IntentStatus
+		}
+		if m.Summary == "" {
+			m.Summary = add.Summary
+		}
+		if m.DNIS == "" {
+			m.DNIS = add.DNIS
+		}
+		if !req.StartedAt.IsZero() && add.StartedAt.Before(m.StartedAt) {
+			m.StartedAt = add.StartedAt
+		}
+		return m
+	}
 	if req.Intent != "" {
 		m.Intent, m.IntentStatus = add.Intent, add.IntentStatus
 	}

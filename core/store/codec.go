@@ -276,6 +276,9 @@ func (c *Call) encode(e *enc) {
 	e.str(c.EndFingerprint)
 	e.raw(c.EndResult)
 	e.time(c.ExpiresAt)
+	// Added later: records written before it simply end here.
+	fps := refList(c.MergeFingerprints)
+	fps.encode(e)
 }
 
 func (c *Call) decode(d *dec) {
@@ -283,6 +286,13 @@ func (c *Call) decode(d *dec) {
 	c.Identifiers = decodeIDs(d)
 	c.DNIS, c.StartFingerprint, c.StartIdentity = d.str(), d.str(), d.raw()
 	c.Ended, c.EndedAt, c.EndFingerprint, c.EndResult, c.ExpiresAt = d.bool(), d.time(), d.str(), d.raw(), d.time()
+	if len(d.b) > 0 {
+		var fps refList
+		fps.decode(d)
+		if len(fps) > 0 {
+			c.MergeFingerprints = fps
+		}
+	}
 }
 
 // refList and alias are the index and alias values.

@@ -42,3 +42,19 @@ func FuzzDecode(f *testing.F) {
 		}
 	})
 }
+
+// Calls written before MergeFingerprints existed end after ExpiresAt.
+func TestCallWithoutMergeFingerprintsDecodes(t *testing.T) {
+	c := &Call{ID: "c", CustomerRef: "r", Ended: true, EndFingerprint: "fp", EndResult: []byte("{}")}
+	b := marshal(c)
+	old := b[:len(b)-1] // the empty list is one byte: its count
+	var got Call
+	if err := unmarshal(old, &got); err != nil || got.ID != "c" || got.EndFingerprint != "fp" || got.MergeFingerprints != nil {
+		t.Fatalf("old record: %+v %v", got, err)
+	}
+	c.MergeFingerprints = []string{"a", "b"}
+	got = Call{}
+	if err := unmarshal(marshal(c), &got); err != nil || len(got.MergeFingerprints) != 2 || got.MergeFingerprints[1] != "b" {
+		t.Fatalf("new record: %+v %v", got, err)
+	}
+}

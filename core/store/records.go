@@ -107,7 +107,13 @@ type Call struct {
 	EndFingerprint   string          `json:"end_fp,omitempty"`
 	EndResult        json.RawMessage `json:"end_result,omitempty"`
 	ExpiresAt        time.Time       `json:"expires_at"`
+	// MergeFingerprints are the reports merged into the ended call (the
+	// latest MaxMergeFingerprints), so a redelivered one changes nothing.
+	MergeFingerprints []string `json:"merge_fps,omitempty"`
 }
+
+// MaxMergeFingerprints bounds Call.MergeFingerprints.
+const MaxMergeFingerprints = 32
 
 // Txn is a store transaction.
 type Txn struct{ bt *badger.Txn }
