@@ -84,6 +84,8 @@ type Identity struct {
 type Adapters struct {
 	WebhookSecret string        `yaml:"webhook_secret" env:"STICKY_WEBHOOK_SECRET" flag:"-" help:"shared secret for HMAC-signed webhooks (empty: API key only)" secret:"true"`
 	ReplayWindow  time.Duration `yaml:"replay_window" env:"STICKY_WEBHOOK_REPLAY_WINDOW" flag:"webhook-replay-window" help:"how old a signed webhook's timestamp may be"`
+	ZendeskSecret string        `yaml:"zendesk_webhook_secret" env:"STICKY_ZENDESK_WEBHOOK_SECRET" flag:"-" help:"a Zendesk webhook's signing secret, so Zendesk's own signature is accepted (empty: off)" secret:"true"`
+	OwnAddresses  []string      `yaml:"own_email_addresses" env:"STICKY_OWN_EMAIL_ADDRESSES" flag:"own-email-addresses" help:"your own support addresses or domains: mail from them is skipped"`
 	TicketPattern string        `yaml:"ticket_pattern" env:"STICKY_TICKET_PATTERN" flag:"ticket-pattern" help:"regular expression finding a ticket id in an email subject (first group is the id)"`
 }
 
