@@ -41,6 +41,9 @@ type Deps struct {
 	Calls  core.Calls
 	Popper core.Popper
 	Logger *slog.Logger
+	// Count counts noteworthy events (reconnect, resolve_timeout, ...)
+	// into the process metrics.
+	Count func(event string)
 }
 
 // Attach builds a bridge's PBX attachment. It returns nil and a reason
@@ -215,7 +218,7 @@ func Run(ctx context.Context, name string, cfg config.Config, attach Attach, log
 		return err
 	}
 
-	pbx, why, err := attach(Deps{Config: cfg, Calls: engine, Popper: popper, Logger: log})
+	pbx, why, err := attach(Deps{Config: cfg, Calls: engine, Popper: popper, Logger: log, Count: m.count})
 	if err != nil {
 		return err
 	}

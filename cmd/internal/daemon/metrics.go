@@ -24,6 +24,8 @@ type metrics struct {
 	endTime   prometheus.Histogram
 	popsOK    prometheus.Counter
 	popsError prometheus.Counter
+	pbxEvents *prometheus.CounterVec
+	reconnect prometheus.Counter
 
 	mu     sync.Mutex
 	status func() (bool, string)
@@ -43,6 +45,9 @@ func newMetrics() *metrics {
 		Help: "Time to save an interaction durably (engine End).", Buckets: prometheus.ExponentialBuckets(50e-6, 2, 14)})
 	m.popsOK = prometheus.NewCounter(prometheus.CounterOpts{Name: "sticky_pops_published_total", Help: "Screen-pops handed to NATS."})
 	m.popsError = prometheus.NewCounter(prometheus.CounterOpts{Name: "sticky_pop_errors_total", Help: "Screen-pops that could not be published."})
+	m.pbxEvents = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "sticky_pbx_events_total",
+		Help: "Noteworthy PBX bridge events: resolve_timeout, resolve_error, malformed_event, pop_error, end_error, ..."}, []string{"event"})
+	m.reconnect = prometheus.NewCounter(prometheus.CounterOpts{Name: "sticky_pbx_reconnects_total", Help: "Times the PBX connection was re-established."})
 	pbx := prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "sticky_pbx_connected", Help: "1 while the PBX connection is up."}, func() float64 {
 		m.mu.Lock()
 		st := m.status
@@ -55,7 +60,7 @@ func newMetrics() *metrics {
 		}
 		return 0
 	})
-	m.reg.MustRegister(m.starts, m.ends, m.errors, m.resolve, m.endTime, m.popsOK, m.popsError, pbx,
+	m.reg.MustRegister(m.starts, m.ends, m.errors, m.resolve, m.endTime, m.popsOK, m.popsError, m.pbxEvents, m.reconnect, pbx,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
@@ -66,6 +71,15 @@ func (m *metrics) handler() http.Handler {
 
 // Register adds collectors from the PBX or pop components.
 func (m *metrics) Register(c prometheus.Collector) { m.reg.MustRegister(c) }
+
+// count is the bridges' and screen-pops' counter hook.
+func (m *metrics) count(event string) {
+	if event == "reconnect" {
+		m.reconnect.Inc()
+		return
+	}
+	m.pbxEvents.WithLabelValues(event).Inc()
+}
 
 func (m *metrics) pbxStatus(f func() (bool, string)) {
 	m.mu.Lock()
