@@ -58,3 +58,21 @@ func TestCallWithoutMergeFingerprintsDecodes(t *testing.T) {
 		t.Fatalf("new record: %+v %v", got, err)
 	}
 }
+
+func TestWALSyncFindsTheMemtableLogs(t *testing.T) {
+	dir := t.TempDir()
+	db, err := Open(Options{Dir: dir, MinFreeBytes: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	if err := db.Update(func(tx *Txn) error { return tx.PutCall(Call{ID: "c", CustomerRef: "r"}) }); err != nil {
+		t.Fatal(err)
+	}
+	if err := db.Sync(); err != nil {
+		t.Fatal(err)
+	}
+	if len(db.syncer.wal.seen) == 0 {
+		t.Fatal("no memtable log was synced")
+	}
+}

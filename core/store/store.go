@@ -86,6 +86,9 @@ func Open(opts Options) (*DB, error) {
 		s.retries = 16
 	}
 	s.syncer.init(bdb)
+	if !opts.InMemory {
+		s.syncer.wal = &walSyncer{dir: opts.Dir, seen: map[string]bool{}}
+	}
 	if !opts.InMemory && opts.MinFreeBytes >= 0 {
 		if opts.MinFreeBytes == 0 {
 			opts.MinFreeBytes = DefaultMinFreeBytes
@@ -189,6 +192,7 @@ func (s *DB) RunGC(ctx context.Context, every time.Duration) {
 // becomes the leader and syncs on behalf of everyone registered so far.
 type syncer struct {
 	db        *badger.DB
+	wal       *walSyncer // nil: Badger's own Sync (in memory)
 	mu        sync.Mutex
 	cond      *sync.Cond
 	requested uint64
@@ -216,7 +220,12 @@ func (y *syncer) sync() error {
 		y.running = true
 		target := y.requested
 		y.mu.Unlock()
-		err := y.db.Sync()
+		var err error
+		if y.wal != nil {
+			err = y.wal.sync()
+		} else {
+			err = y.db.Sync()
+		}
 		y.mu.Lock()
 		y.running = false
 		y.done = target
