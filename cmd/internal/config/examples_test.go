@@ -71,7 +71,7 @@ func common(t *testing.T, c config.Config) {
 	check(t, "identity", fmt.Sprintf("%+v", c.Identity), fmt.Sprintf("%+v", config.Defaults().Identity))
 	check(t, "adapters", fmt.Sprintf("%+v", c.Adapters), fmt.Sprintf("%+v", config.Defaults().Adapters))
 	check(t, "nats.url", c.NATS.URL, "")
-	check(t, "nats.addr", c.NATS.Addr, "0.0.0.0:4222")
+	check(t, "nats.addr", c.NATS.Addr, "127.0.0.1:4222")
 	check(t, "nats.ws_addr", c.NATS.WSAddr, "0.0.0.0:4223")
 	check(t, "nats.pop_retention", c.NATS.PopRetention, 15*time.Minute)
 	check(t, "nats.agents_file", c.NATS.AgentsFile, filepath.Join(configsDir, "agents.example.yaml"))
@@ -101,8 +101,8 @@ func TestARIBridgeExampleLoads(t *testing.T) {
 func TestESLBridgeExampleLoads(t *testing.T) {
 	c := load(t, "esl-bridge", "esl-bridge.yaml", nil)
 	common(t, c)
-	check(t, "esl.addr", c.ESL.Addr, "freeswitch:8021")
-	check(t, "esl.password", c.ESL.Password, "ClueCon")
+	check(t, "esl.addr", c.ESL.Addr, "127.0.0.1:8021")
+	check(t, "esl.password", c.ESL.Password, "change-me-not-ClueCon")
 	check(t, "esl.listen_addr", c.ESL.ListenAddr, "")
 	check(t, "esl.budget", c.ESL.Budget, 300*time.Millisecond)
 	if len(c.ESL.Agents) != 1 || c.ESL.Agents[0].Agent != "$1" {
