@@ -56,6 +56,10 @@ type NATS struct {
 	TLSCA     string `yaml:"tls_ca" env:"STICKY_NATS_TLS_CA" flag:"nats-tls-ca" help:"CA file to verify an external NATS"`
 	TLSCert   string `yaml:"tls_cert" env:"STICKY_NATS_TLS_CERT" flag:"nats-tls-cert" help:"client certificate for an external NATS"`
 	TLSKey    string `yaml:"tls_key" env:"STICKY_NATS_TLS_KEY" flag:"nats-tls-key" help:"client key for an external NATS"`
+	// DesktopWSURL is the websocket URL the desktop page connects to, when
+	// it cannot be derived (behind a TLS proxy, or with an external NATS).
+	DesktopWSURL     string   `yaml:"desktop_ws_url" env:"STICKY_NATS_DESKTOP_WS_URL" flag:"nats-desktop-ws-url" help:"websocket URL the desktop page uses (default: the page's host and the ws port)"`
+	WSAllowedOrigins []string `yaml:"ws_allowed_origins" env:"STICKY_NATS_WS_ALLOWED_ORIGINS" flag:"nats-ws-allowed-origins" help:"page origins allowed to open the NATS websocket (default: any; agents must still sign in)"`
 	// PopRetention is how long pops stay in the stream for late desktops.
 	PopRetention time.Duration `yaml:"pop_retention" env:"STICKY_POP_RETENTION" flag:"pop-retention" help:"how long pops are kept for desktops that connect late"`
 	// Agents are the desktop logins of the embedded server.

@@ -206,7 +206,7 @@ func Run(ctx context.Context, name string, cfg config.Config, attach Attach, log
 	goRun("statistics", sc.run)
 
 	var popper core.Popper = m.pops(nil)
-	pops, err := startPops(runCtx, cfg, engine, srv, log)
+	pops, err := startPops(runCtx, cfg, engine, srv, log, m.count)
 	if err != nil {
 		return err
 	}

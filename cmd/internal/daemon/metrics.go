@@ -45,8 +45,8 @@ func newMetrics() *metrics {
 		Help: "Time to save an interaction durably (engine End).", Buckets: prometheus.ExponentialBuckets(50e-6, 2, 14)})
 	m.popsOK = prometheus.NewCounter(prometheus.CounterOpts{Name: "sticky_pops_published_total", Help: "Screen-pops handed to NATS."})
 	m.popsError = prometheus.NewCounter(prometheus.CounterOpts{Name: "sticky_pop_errors_total", Help: "Screen-pops that could not be published."})
-	m.pbxEvents = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "sticky_pbx_events_total",
-		Help: "Noteworthy PBX bridge events: resolve_timeout, resolve_error, malformed_event, pop_error, end_error, ..."}, []string{"event"})
+	m.pbxEvents = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "sticky_events_total",
+		Help: "Noteworthy events of the PBX bridge and the screen-pops: resolve_timeout, resolve_error, malformed_event, end_error, pop_retry, nats_disconnected, wrapup_saved, ..."}, []string{"event"})
 	m.reconnect = prometheus.NewCounter(prometheus.CounterOpts{Name: "sticky_pbx_reconnects_total", Help: "Times the PBX connection was re-established."})
 	pbx := prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "sticky_pbx_connected", Help: "1 while the PBX connection is up."}, func() float64 {
 		m.mu.Lock()

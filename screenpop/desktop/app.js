@@ -1,0 +1,242 @@
+// Sticky agent desktop: signs the agent in to NATS over websocket, reads
+// their pops (live and the ones kept in the stream) and sends wrap-ups.
+// Everything shown comes from the pop JSON and is written with
+// textContent, never as HTML.
+"use strict";
+(() => {
+  const N = window.StickyNATS;
+  const $ = (sel, root = document) => root.querySelector(sel);
+  const state = { nc: null, cfg: null, profile: null, cards: new Map(), consumers: [] };
+
+  const loginForm = $("#login");
+  const pops = $("#pops");
+  const statusEl = $("#status");
+
+  function setStatus(text, on) {
+    statusEl.textContent = text;
+    statusEl.className = "status " + (on ? "on" : "off");
+  }
+
+  loginForm.addEventListener("submit", async (ev) => {
+    ev.preventDefault();
+    const agent = $("#agent").value.trim();
+    const pass = $("#password").value;
+    $("#login-error").textContent = "";
+    try {
+      await signIn(agent, pass);
+    } catch (err) {
+      $("#login-error").textContent = "Sign-in failed: " + (err && err.message ? err.message : err);
+      setStatus("signed out", false);
+      if (state.nc) { state.nc.close().catch(() => {}); state.nc = null; }
+    }
+  });
+
+  $("#logout").addEventListener("click", async () => {
+    for (const c of state.consumers) { try { c.stop(); } catch (_) {} }
+    state.consumers = [];
+    if (state.nc) { await state.nc.close().catch(() => {}); state.nc = null; }
+    location.reload();
+  });
+
+  async function signIn(agent, pass) {
+    const res = await fetch("config.json?agent=" + encodeURIComponent(agent), { cache: "no-store" });
+    if (!res.ok) throw new Error("cannot load config.json (" + res.status + ")");
+    const cfg = await res.json();
+    if (!cfg.ws_url) throw new Error("this bridge has no websocket URL for desktops configured");
+    state.cfg = cfg;
+    setStatus("connecting…", false);
+    const nc = await N.wsconnect({
+      servers: cfg.ws_url,
+      user: agent,
+      pass: pass,
+      name: "sticky-desktop",
+      inboxPrefix: cfg.inbox_prefix,
+      maxReconnectAttempts: -1,
+      reconnectTimeWait: 1000,
+      waitOnFirstConnect: false,
+    });
+    state.nc = nc;
+    watchStatus(nc);
+    const reply = await nc.request(cfg.profile_subject, "", { timeout: 5000 });
+    state.profile = reply.json();
+    loginForm.hidden = true;
+    pops.hidden = false;
+    $("#logout").hidden = false;
+    $("#who").textContent = state.profile.agent +
+      (state.profile.queues.length ? " · queues " + state.profile.queues.join(", ") : "");
+    setStatus("connected", true);
+    const js = N.jetstream(nc);
+    for (const subject of state.profile.subjects) {
+      follow(js, subject);
+    }
+  }
+
+  async function watchStatus(nc) {
+    for await (const s of nc.status()) {
+      if (s.type === "disconnect") setStatus("reconnecting…", false);
+      if (s.type === "reconnect") setStatus("connected", true);
+    }
+  }
+
+  // follow reads one subject through an ordered consumer: every pop still
+  // in the stream first (a desktop that connects late gets the call that
+  // is ringing), then live ones; it resumes where it was after reconnects.
+  async function follow(js, subject) {
+    for (;;) {
+      try {
+        const c = await js.consumers.get(state.cfg.stream, {
+          filter_subjects: subject,
+          deliver_policy: N.DeliverPolicy.All,
+        });
+        const msgs = await c.consume({ max_messages: 50 });
+        state.consumers.push(msgs);
+        for await (const m of msgs) {
+          try { show(m.json()); } catch (err) { console.warn("bad pop", err); }
+        }
+        return;
+      } catch (err) {
+        if (!state.nc || state.nc.isClosed()) return;
+        console.warn("consumer for " + subject + " failed; retrying", err);
+        await new Promise((r) => setTimeout(r, 2000));
+      }
+    }
+  }
+
+  function show(pop) {
+    if (!pop || pop.version !== 1 || !pop.call) return;
+    const key = pop.call.call_id + "|" + (pop.call.pbx_call_id || "");
+    let card = state.cards.get(key);
+    if (!card) {
+      card = $("#card-tpl").content.firstElementChild.cloneNode(true);
+      state.cards.set(key, card);
+      card.dataset.callId = pop.call.call_id;
+      wireWrapUp(card, pop);
+      $("#empty").hidden = true;
+      pops.insertBefore(card, pops.firstChild);
+    }
+    render(card, pop);
+  }
+
+  function render(card, pop) {
+    const ctx = pop.context || {};
+    const id = ctx.identity || {};
+    const name = (pop.customer && pop.customer.name) || ctx.customer_ref || "Unknown caller";
+    card.className = "card level-" + (id.level || "low") + (card.classList.contains("done") ? " done" : "");
+    $(".card-name", card).textContent = name;
+    $(".card-level", card).textContent = id.level || "low";
+    $(".card-confidence", card).textContent = Number(id.confidence || 0).toFixed(2);
+    $(".card-recommendation", card).textContent = id.recommendation || "ignore";
+    if (pop.call.agent) card.dataset.mine = "1"; // the agent's copy wins over the queue's
+    const via = card.dataset.mine ? "for you" : "queue " + pop.call.queue;
+    $(".card-call", card).textContent = [
+      pop.call.ani ? "From " + pop.call.ani : "Number withheld",
+      pop.call.dnis ? "to " + pop.call.dnis : "",
+      "· rang " + when(pop.call.rang_at),
+      "· " + via,
+    ].filter(Boolean).join(" ");
+    $(".card-headline", card).textContent = ctx.headline || "";
+
+    const intents = $(".intents", card);
+    intents.replaceChildren();
+    for (const it of ctx.open_intents || []) {
+      const li = document.createElement("li");
+      li.className = "intent";
+      li.textContent = it.intent + " (" + ordinal(it.attempt_count) + " contact" +
+        (it.status !== "open" ? ", " + it.status : "") + ")";
+      intents.appendChild(li);
+    }
+    if (!intents.children.length) {
+      const li = document.createElement("li");
+      li.textContent = "nothing open";
+      intents.appendChild(li);
+    }
+
+    const hist = $(".history tbody", card);
+    hist.replaceChildren();
+    const items = (ctx.history || []).slice().reverse(); // oldest first, like a timeline
+    for (const h of items) {
+      hist.appendChild(row("history-row", [when(h.started_at), h.channel,
+        (h.summary || "(no summary)") + (h.intent ? " — " + h.intent + (h.intent_status ? " (" + h.intent_status + ")" : "") : "")]));
+    }
+    hist.appendChild(row("history-row now", [when(pop.call.rang_at), "phone", "(now)"]));
+
+    const vars = $(".variables tbody", card);
+    vars.replaceChildren();
+    const names = Object.keys(ctx.variables || {}).sort();
+    for (const n of names) {
+      const v = ctx.variables[n];
+      vars.appendChild(row("variable", [n, v.value, v.source ? "from " + v.source : ""], ["var-name", "var-value", "var-source"]));
+    }
+    $(".card-variables summary", card).textContent = "Variables (" + names.length + ")";
+
+    const form = $("form.wrapup", card);
+    if (!form.dataset.touched) {
+      const first = (ctx.open_intents || [])[0];
+      form.intent.value = first ? first.intent : "";
+    }
+  }
+
+  function wireWrapUp(card, pop) {
+    const form = $("form.wrapup", card);
+    form.addEventListener("input", () => { form.dataset.touched = "1"; });
+    form.addEventListener("submit", async (ev) => {
+      ev.preventDefault();
+      const out = $(".wrapup-result", card);
+      out.className = "wrapup-result";
+      out.textContent = "Saving…";
+      const body = { call_id: pop.call.call_id };
+      const intent = form.intent.value.trim();
+      if (intent) { body.intent = intent; body.intent_status = form.intent_status.value; }
+      const summary = form.summary.value.trim();
+      if (summary) body.summary = summary;
+      const vars = {};
+      for (const line of form.variables.value.split("\n")) {
+        const i = line.indexOf("=");
+        if (i > 0) vars[line.slice(0, i).trim()] = line.slice(i + 1).trim();
+      }
+      if (Object.keys(vars).length) body.variables = vars;
+      try {
+        const m = await state.nc.request(state.cfg.wrapup_subject, JSON.stringify(body), { timeout: 10000 });
+        const res = m.json();
+        if (m.headers && m.headers.get("Nats-Service-Error-Code")) {
+          out.className = "wrapup-result bad";
+          out.textContent = "Not saved: " + (res.message || res.error);
+          return;
+        }
+        out.className = "wrapup-result ok";
+        out.textContent = "Saved to " + res.customer_ref + " (" + res.variables_updated + " variables, " + res.intents_updated + " intents)";
+        card.classList.add("done");
+      } catch (err) {
+        out.className = "wrapup-result bad";
+        out.textContent = "Not saved: " + (err && err.message ? err.message : err) + " — try again";
+      }
+    });
+  }
+
+  function row(cls, cells, kinds = ["when", "channel", "text"]) {
+    const tr = document.createElement("tr");
+    tr.className = cls;
+    cells.forEach((c, i) => {
+      const td = document.createElement("td");
+      td.className = kinds[i] || "";
+      td.textContent = c == null ? "" : String(c);
+      tr.appendChild(td);
+    });
+    return tr;
+  }
+
+  function ordinal(n) {
+    n = Number(n) || 1;
+    const s = ["th", "st", "nd", "rd"], v = n % 100;
+    return n + (s[(v - 20) % 10] || s[v] || s[0]);
+  }
+
+  function when(ts) {
+    const d = new Date(ts);
+    if (isNaN(d)) return "";
+    const day = d.toLocaleDateString(undefined, { weekday: "short" });
+    const date = (d.getMonth() + 1) + "/" + d.getDate();
+    const time = d.toLocaleTimeString(undefined, { hour: "numeric", minute: "2-digit" });
+    return day + " " + date + " " + time;
+  }
+})();

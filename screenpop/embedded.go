@@ -1,0 +1,138 @@
+package screenpop
+
+import (
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"log/slog"
+	"net/url"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+)
+
+const bridgeUser = "sticky-bridge"
+
+// startEmbedded runs the NATS server inside the process: JetStream on
+// StoreDir, a client listener and a websocket listener, and one login per
+// agent limited to that agent's own subjects. It returns the bridge's own
+// login (a random password, used over an in-process pipe).
+func (s *Service) startEmbedded() (*server.User, error) {
+	o := s.opts
+	host, port, err := listenParts(o.Addr)
+	if err != nil {
+		return nil, fmt.Errorf("screenpop: NATS address %q: %w", o.Addr, err)
+	}
+	wsHost, wsPort, err := listenParts(o.WSAddr)
+	if err != nil {
+		return nil, fmt.Errorf("screenpop: NATS websocket address %q: %w", o.WSAddr, err)
+	}
+	for _, origin := range o.WSAllowedOrigins {
+		if u, err := url.Parse(origin); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			return nil, fmt.Errorf("screenpop: websocket allowed origin %q must be an absolute http(s) URL", origin)
+		}
+	}
+	secret := make([]byte, 24)
+	if _, err := rand.Read(secret); err != nil {
+		return nil, err
+	}
+	bridge := &server.User{Username: bridgeUser, Password: hex.EncodeToString(secret)}
+	users := []*server.User{bridge}
+	seen := map[string]string{bridgeUser: bridgeUser}
+	for _, a := range o.Agents {
+		if a.ID == "" || a.Password == "" {
+			return nil, fmt.Errorf("screenpop: every agent needs an id and a password")
+		}
+		tok := Token(a.ID)
+		if other, dup := seen[tok]; dup {
+			return nil, fmt.Errorf("screenpop: agent %q clashes with %q (same subject token %q)", a.ID, other, tok)
+		}
+		seen[tok] = a.ID
+		users = append(users, &server.User{Username: a.ID, Password: a.Password, Permissions: agentPermissions(a)})
+	}
+	if o.User != "" && o.Password != "" {
+		if _, dup := seen[Token(o.User)]; dup {
+			return nil, fmt.Errorf("screenpop: NATS user %q clashes with an agent", o.User)
+		}
+		users = append(users, &server.User{Username: o.User, Password: o.Password})
+	}
+	if o.Token != "" || o.CredsFile != "" {
+		s.log.Warn("NATS token and credentials file apply to an external NATS only; the embedded server ignores them")
+	}
+	sopts := &server.Options{
+		ServerName: "sticky",
+		Host:       host,
+		Port:       port,
+		JetStream:  true,
+		StoreDir:   o.StoreDir,
+		Users:      users,
+		NoSigs:     true,
+		MaxPayload: 1 << 20,
+		Websocket: server.WebsocketOpts{
+			Host:             wsHost,
+			Port:             wsPort,
+			NoTLS:            true,
+			AllowedOrigins:   o.WSAllowedOrigins,
+			Compression:      true,
+			HandshakeTimeout: 5 * time.Second,
+		},
+	}
+	ns, err := server.NewServer(sopts)
+	if err != nil {
+		return nil, fmt.Errorf("screenpop: embedded NATS: %w", err)
+	}
+	ns.SetLoggerV2(&serverLog{s.log.With("nats", "server")}, false, false, false)
+	ns.Start()
+	if !ns.ReadyForConnections(10 * time.Second) {
+		ns.Shutdown()
+		ns.WaitForShutdown()
+		return nil, fmt.Errorf("screenpop: embedded NATS did not start on %s / %s (is the port in use?)", o.Addr, o.WSAddr)
+	}
+	s.ns = ns
+	if a := ns.Addr(); a != nil {
+		s.clientAddr = a.String()
+	}
+	if u, err := url.Parse(ns.WebsocketURL()); err == nil {
+		s.wsAddr = u.Host
+	}
+	return bridge, nil
+}
+
+// agentPermissions lets an agent read its own pops and its queues' pops
+// (live, or through an ordered consumer on the stream filtered to those
+// subjects), receive replies only on its own inbox prefix, and send
+// wrap-ups. It cannot publish pops, read another agent's subject, create
+// a consumer on another subject, list or delete consumers.
+func agentPermissions(a Agent) *server.Permissions {
+	subs := []string{AgentSubject(a.ID)}
+	for _, q := range a.Queues {
+		subs = append(subs, QueueSubject(q))
+	}
+	api := "$JS.API"
+	pub := []string{
+		SubjectWrapUp,
+		SubjectProfilePrefix + "." + Token(a.ID),
+		api + ".STREAM.INFO." + StreamName,
+		api + ".CONSUMER.MSG.NEXT." + StreamName + ".*",
+		api + ".CONSUMER.INFO." + StreamName + ".*",
+	}
+	for _, subj := range subs {
+		// The server checks that the filter in the subject is the
+		// consumer's filter, so an agent cannot widen it.
+		pub = append(pub, api+".CONSUMER.CREATE."+StreamName+".*."+subj)
+	}
+	return &server.Permissions{
+		Publish:   &server.SubjectPermission{Allow: pub},
+		Subscribe: &server.SubjectPermission{Allow: append(subs, InboxPrefix(a.ID)+".>")},
+	}
+}
+
+// serverLog sends the embedded server's log lines to slog.
+type serverLog struct{ log *slog.Logger }
+
+func (l *serverLog) Noticef(format string, v ...any) { l.log.Info(fmt.Sprintf(format, v...)) }
+func (l *serverLog) Warnf(format string, v ...any)   { l.log.Warn(fmt.Sprintf(format, v...)) }
+func (l *serverLog) Fatalf(format string, v ...any)  { l.log.Error(fmt.Sprintf(format, v...)) }
+func (l *serverLog) Errorf(format string, v ...any)  { l.log.Error(fmt.Sprintf(format, v...)) }
+func (l *serverLog) Debugf(format string, v ...any)  { l.log.Debug(fmt.Sprintf(format, v...)) }
+func (l *serverLog) Tracef(format string, v ...any)  {}
