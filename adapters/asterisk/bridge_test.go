@@ -319,6 +319,9 @@ func TestBlipKeepsLiveCalls(t *testing.T) {
 	recvPop(t, popped)
 
 	// The websocket drops but Asterisk keeps its channels: the call goes on.
+	// The caller hangs up only after the bridge has looked at the channels
+	// again (before, the bridge would rightly find the call gone).
+	listed := fake.listCount()
 	fake.mu.Lock()
 	conns := fake.conns
 	fake.conns = nil
@@ -327,6 +330,7 @@ func TestBlipKeepsLiveCalls(t *testing.T) {
 		c.Close()
 	}
 	ws = fake.accept()
+	fake.waitLists(listed)
 	fake.play(ws, tail...)
 	end := recvEnd(t, spy.ends)
 	if want := time.Date(2026, 11, 24, 19, 40, 51, 346e6, time.UTC); end.CallID != "ast-1795549246.1" || !end.EndedAt.Equal(want) {

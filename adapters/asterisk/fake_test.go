@@ -110,6 +110,7 @@ type fakeAsterisk struct {
 	gets      int             // GET .../variable requests
 	dials     int             // TCP connections accepted
 	live      map[string]bool // channels Asterisk has now
+	lists     int             // GET /ari/channels requests answered
 	changed   *sync.Cond
 
 	connected chan *websocket.Conn
@@ -183,6 +184,8 @@ func newFake(t testing.TB) *fakeAsterisk {
 		}
 		w.Header().Set("Content-Type", "application/json")
 		_ = json.NewEncoder(w).Encode(out)
+		f.lists++
+		f.changed.Broadcast()
 	}))
 	mux.HandleFunc("POST /ari/applications/{app}/subscription", auth(func(w http.ResponseWriter, r *http.Request) {
 		var body struct{ EventSource string }
@@ -292,6 +295,37 @@ func (f *fakeAsterisk) restart(entity string) {
 }
 
 // waitContinued waits until the channel was continued.
+// listCount is how many channel lists the fake has answered.
+func (f *fakeAsterisk) listCount() int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.lists
+}
+
+// waitLists waits until the fake has answered more than n channel lists
+// (the bridge lists channels after it reconnects).
+func (f *fakeAsterisk) waitLists(n int) {
+	f.t.Helper()
+	done := make(chan struct{})
+	go func() {
+		f.mu.Lock()
+		for f.lists <= n {
+			f.changed.Wait()
+		}
+		f.mu.Unlock()
+		close(done)
+	}()
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		f.mu.Lock()
+		f.lists = n + 1 // release the waiter
+		f.changed.Broadcast()
+		f.mu.Unlock()
+		f.t.Fatalf("the bridge never listed channels after reconnecting")
+	}
+}
+
 func (f *fakeAsterisk) waitContinued(id string) {
 	f.t.Helper()
 	done := make(chan struct{})
