@@ -12,38 +12,53 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
+
 	"github.com/sticky-cc/sticky/core"
+	"github.com/sticky-cc/sticky/screenpop"
 )
 
-// natsPopper is a stand-in for package screenpop: it publishes the pop's
-// JSON to the agent's subject and returns once the server has it.
-type natsPopper struct{ nc *nats.Conn }
-
-func (p natsPopper) Pop(ctx context.Context, pop core.Pop) error {
-	b, err := json.Marshal(pop)
-	if err != nil {
-		return err
-	}
-	if err := p.nc.Publish("sticky.screenpop.agent."+pop.Agent, b); err != nil {
-		return err
-	}
-	return p.nc.FlushWithContext(ctx)
-}
-
-func startNATS(tb testing.TB) string {
+// startPops starts the real screen-pop service (embedded NATS with
+// JetStream, acknowledged publishes) and returns it with a connection that
+// may read every pop, so the figures include everything a desktop waits for.
+func startPops(tb testing.TB, calls core.Calls) (*screenpop.Service, *nats.Conn) {
 	tb.Helper()
-	s, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: -1, NoLog: true, NoSigs: true})
+	ctx, cancel := context.WithCancel(context.Background())
+	svc, err := screenpop.Start(ctx, screenpop.Options{Addr: "127.0.0.1:0", WSAddr: "127.0.0.1:0",
+		StoreDir: tb.TempDir(), Calls: calls, User: "bench", Password: "bench-pw"})
+	if err != nil {
+		cancel()
+		tb.Fatal(err)
+	}
+	done := make(chan struct{})
+	go func() { svc.Run(ctx); close(done) }()
+	tb.Cleanup(func() { cancel(); <-done })
+	for deadline := time.Now().Add(10 * time.Second); ; {
+		if ok, _ := svc.Ready(); ok {
+			break
+		}
+		if time.Now().After(deadline) {
+			_, why := svc.Ready()
+			tb.Fatalf("screen-pops not ready: %s", why)
+		}
+		time.Sleep(10 * time.Millisecond) // polling a condition
+	}
+	client, _ := svc.Addrs()
+	sub, err := nats.Connect("nats://"+client, nats.UserInfo("bench", "bench-pw"))
 	if err != nil {
 		tb.Fatal(err)
 	}
-	go s.Start()
-	if !s.ReadyForConnections(10 * time.Second) {
-		tb.Fatal("nats-server not ready")
-	}
-	tb.Cleanup(s.Shutdown)
-	return s.ClientURL()
+	tb.Cleanup(sub.Close)
+	return svc, sub
+}
+
+// popMsg is the part of a screen-pop payload the benchmarks read.
+type popMsg struct {
+	Call struct {
+		CallID string    `json:"call_id"`
+		RangAt time.Time `json:"rang_at"`
+	} `json:"call"`
+	Context *core.StartResult `json:"context"`
 }
 
 // countingCalls passes everything to the real engine and counts the Ends
@@ -86,17 +101,8 @@ func load(tb testing.TB, n, rate int, ringDelay, hold time.Duration) (lat []time
 			tb.Errorf("%d pops without the caller's context", k)
 		}
 	}()
-	url := startNATS(tb)
-	pub, err := nats.Connect(url)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	defer pub.Close()
-	sub, err := nats.Connect(url)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	defer sub.Close()
+	calls := &countingCalls{Calls: newEngine(tb)}
+	pops, sub := startPops(tb, calls)
 
 	var mu sync.Mutex
 	var readLag, popLag []time.Duration
@@ -107,9 +113,9 @@ func load(tb testing.TB, n, rate int, ringDelay, hold time.Duration) (lat []time
 	lat = make([]time.Duration, 0, n)
 	var got atomic.Int64
 	allPopped := make(chan struct{})
-	_, err = sub.Subscribe("sticky.screenpop.agent.>", func(m *nats.Msg) {
+	_, err := sub.Subscribe("sticky.screenpop.agent.>", func(m *nats.Msg) {
 		now := time.Now()
-		var p core.Pop
+		var p popMsg
 		if json.Unmarshal(m.Data, &p) != nil {
 			return
 		}
@@ -117,10 +123,10 @@ func load(tb testing.TB, n, rate int, ringDelay, hold time.Duration) (lat []time
 			noContext.Add(1)
 		}
 		mu.Lock()
-		if t0, ok := sent[p.CallID]; ok {
+		if t0, ok := sent[p.Call.CallID]; ok {
 			lat = append(lat, now.Sub(t0))
-			readLag = append(readLag, p.RangAt.Sub(t0))
-			popLag = append(popLag, now.Sub(p.RangAt))
+			readLag = append(readLag, p.Call.RangAt.Sub(t0))
+			popLag = append(popLag, now.Sub(p.Call.RangAt))
 		}
 		mu.Unlock()
 		if got.Add(1) == int64(n) {
@@ -161,8 +167,7 @@ func load(tb testing.TB, n, rate int, ringDelay, hold time.Duration) (lat []time
 		}
 		prepared[i] = callFrames{created, ringing, rest}
 	}
-	calls := &countingCalls{Calls: newEngine(tb)}
-	b, err := New(Options{Addr: fs.addr(), Calls: calls, Popper: natsPopper{pub}, Agents: loopbackAgents,
+	b, err := New(Options{Addr: fs.addr(), Calls: calls, Popper: pops, Agents: loopbackAgents,
 		Budget: time.Second, EndGrace: time.Second})
 	if err != nil {
 		tb.Fatal(err)
