@@ -2,6 +2,7 @@ package freeswitch
 
 import (
 	"context"
+	"runtime"
 	"strconv"
 	"strings"
 	"testing"
@@ -167,4 +168,46 @@ func TestNewCoreEndsTheOldCoresCalls(t *testing.T) {
 	h.fs.play(t, c, fx.render(22, "aaaaaaaa-bbbb-4ccc-8ddd-eeeeeeeeeeee", nil))
 	eventually(t, "the old core's call saved", func() bool { _, ok := history(t, h.engine, "cust_jane", "fs-"+callUUID(21, 0)); return ok })
 	eventually(t, "the new core's call saved", func() bool { _, ok := history(t, h.engine, "cust_jane", "fs-"+callUUID(22, 0)); return ok })
+}
+
+// Twenty connection drops leave no goroutine behind: every connection's
+// reader, pinger and per-call workers end with it.
+func TestReconnectsDoNotLeakGoroutines(t *testing.T) {
+	h := start(t, "ring", nil)
+	h.fs.waitAccepted(t, 1)
+	fx := loadFixture(t, "ring")
+	// One full call first, so per-call workers have existed too.
+	h.fs.play(t, h.fs.current(t), fx.render(1, "", nil))
+	h.pops.wait(t, 1)
+	eventually(t, "status connected", func() bool { ok, _ := h.bridge.Status(); return ok })
+	// settle reads the count once it stops falling (goroutines of a
+	// dropped connection take a moment to return).
+	settle := func() int {
+		n := runtime.NumGoroutine()
+		for deadline := time.Now().Add(2 * time.Second); time.Now().Before(deadline); {
+			time.Sleep(20 * time.Millisecond) // polling a count, not synchronising
+			m := runtime.NumGoroutine()
+			if m >= n {
+				return m
+			}
+			n = m
+		}
+		return n
+	}
+	before := settle()
+	for i := range 20 {
+		h.fs.dropAll()
+		h.fs.waitAccepted(t, i+2)
+	}
+	eventually(t, "status connected", func() bool { ok, _ := h.bridge.Status(); return ok })
+	var after int
+	for deadline := time.Now().Add(10 * time.Second); ; {
+		if after = settle(); after <= before+2 || time.Now().After(deadline) {
+			break
+		}
+	}
+	t.Logf("goroutines: %d before 20 reconnects, %d after", before, after)
+	if after > before+2 {
+		t.Fatalf("goroutines grew from %d to %d over 20 reconnects", before, after)
+	}
 }
