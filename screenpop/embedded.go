@@ -130,7 +130,9 @@ func agentPermissions(a Agent) *server.Permissions {
 // serverLog sends the embedded server's log lines to slog.
 type serverLog struct{ log *slog.Logger }
 
-func (l *serverLog) Noticef(format string, v ...any) { l.log.Info(fmt.Sprintf(format, v...)) }
+// Noticef is the server's start-up banner and chatter: debug level, so the
+// bridge's own "embedded NATS listening" line is what operators see.
+func (l *serverLog) Noticef(format string, v ...any) { l.log.Debug(fmt.Sprintf(format, v...)) }
 func (l *serverLog) Warnf(format string, v ...any)   { l.log.Warn(fmt.Sprintf(format, v...)) }
 func (l *serverLog) Fatalf(format string, v ...any)  { l.log.Error(fmt.Sprintf(format, v...)) }
 func (l *serverLog) Errorf(format string, v ...any)  { l.log.Error(fmt.Sprintf(format, v...)) }
