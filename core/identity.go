@@ -134,6 +134,11 @@ func NormalizePhone(raw, region string) (string, error) {
 		return "", ErrNotPhone
 	}
 	e164 := phonenumbers.Format(num, phonenumbers.E164)
+	// E.164 allows at most 15 digits; the library formats what it parsed
+	// even when that is longer (found by fuzzing: "+81 00 1000 0000 0 0000").
+	if len(e164) < 4 || len(e164) > 16 || e164[0] != '+' || strings.Trim(e164[1:], "0123456789") != "" {
+		return "", ErrNotPhone
+	}
 	// Numbers the metadata does not know can shift on a second parse (a
 	// national zero taken for a trunk prefix); the same caller must always
 	// give the same key, so such numbers must be stable to be accepted. A
