@@ -84,7 +84,7 @@ func common(t *testing.T, c config.Config) {
 func TestARIBridgeExampleLoads(t *testing.T) {
 	c := load(t, "ari-bridge", "ari-bridge.yaml", nil)
 	common(t, c)
-	check(t, "ari.url", c.ARI.URL, "http://asterisk:8088/ari")
+	check(t, "ari.url", c.ARI.URL, "http://127.0.0.1:8088/ari")
 	check(t, "ari.ws_url", c.ARI.WSURL, "")
 	check(t, "ari.user", c.ARI.User, "sticky")
 	check(t, "ari.password", c.ARI.Password, "")
