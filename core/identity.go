@@ -247,7 +247,14 @@ func NormalizeEmail(raw string) (string, error) {
 	if err != nil || a.Name != "" || strings.ContainsAny(a.Address, " \t") {
 		return "", fmt.Errorf("not an email address")
 	}
-	return strings.ToLower(a.Address), nil
+	// The stored form must parse back to itself, or the same customer
+	// would be found by one spelling and not by the stored one (found by
+	// fuzzing: the quoted local part in "\"(\"@0" unquotes to "(@0").
+	out := strings.ToLower(a.Address)
+	if b, err := mail.ParseAddress(out); err != nil || strings.ToLower(b.Address) != out {
+		return "", fmt.Errorf("not an email address")
+	}
+	return out, nil
 }
 
 // idKind maps an external id key to the identifier kind it indexes.
