@@ -14,7 +14,7 @@ import (
 	"golang.org/x/net/websocket"
 
 	"github.com/sticky-cc/sticky/core"
-	"github.com/sticky-cc/sticky/screenpop"
+	"github.com/sticky-cc/sticky/screenpop/screenpoptest"
 )
 
 // The load benchmarks replay rewritten copies of a captured call at a
@@ -52,7 +52,7 @@ func loadRun(b *testing.B, mode, file string, rate int, channelvars bool) {
 	n := b.N
 	eng := newEngine(b)
 	fake := newFake(b)
-	popper, sub := startPops(b, eng)
+	popper, sub := screenpoptest.Start(b, eng)
 	timed := &timedCalls{Calls: eng, byCall: map[string]time.Duration{}}
 	spy := &spyCalls{Calls: timed, ends: make(chan core.EndRequest, n+16)}
 	cnt := newCounter()
@@ -234,52 +234,9 @@ wait:
 }
 
 func popCallID(data []byte) string {
-	var p popMsg
+	var p screenpoptest.Pop
 	_ = json.Unmarshal(data, &p)
 	return p.Call.CallID
-}
-
-// startPops starts the real screen-pop service (embedded NATS with
-// JetStream, acknowledged publishes) and returns it with a connection that
-// may read every pop, so the figures include everything a desktop waits for.
-func startPops(tb testing.TB, calls core.Calls) (*screenpop.Service, *nats.Conn) {
-	tb.Helper()
-	ctx, cancel := context.WithCancel(context.Background())
-	svc, err := screenpop.Start(ctx, screenpop.Options{Addr: "127.0.0.1:0", WSAddr: "127.0.0.1:0",
-		StoreDir: tb.TempDir(), Calls: calls, User: "bench", Password: "bench-pw"})
-	if err != nil {
-		cancel()
-		tb.Fatal(err)
-	}
-	done := make(chan struct{})
-	go func() { svc.Run(ctx); close(done) }()
-	tb.Cleanup(func() { cancel(); <-done })
-	for deadline := time.Now().Add(10 * time.Second); ; {
-		if ok, _ := svc.Ready(); ok {
-			break
-		}
-		if time.Now().After(deadline) {
-			_, why := svc.Ready()
-			tb.Fatalf("screen-pops not ready: %s", why)
-		}
-		time.Sleep(10 * time.Millisecond) // polling a condition
-	}
-	client, _ := svc.Addrs()
-	sub, err := nats.Connect("nats://"+client, nats.UserInfo("bench", "bench-pw"))
-	if err != nil {
-		tb.Fatal(err)
-	}
-	tb.Cleanup(sub.Close)
-	return svc, sub
-}
-
-// popMsg is the part of a screen-pop payload the benchmarks read.
-type popMsg struct {
-	Call struct {
-		CallID string    `json:"call_id"`
-		RangAt time.Time `json:"rang_at"`
-	} `json:"call"`
-	Context *core.StartResult `json:"context"`
 }
 
 func send(b *testing.B, ws *websocket.Conn, lines []string) {

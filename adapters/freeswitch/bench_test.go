@@ -15,51 +15,8 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"github.com/sticky-cc/sticky/core"
-	"github.com/sticky-cc/sticky/screenpop"
+	"github.com/sticky-cc/sticky/screenpop/screenpoptest"
 )
-
-// startPops starts the real screen-pop service (embedded NATS with
-// JetStream, acknowledged publishes) and returns it with a connection that
-// may read every pop, so the figures include everything a desktop waits for.
-func startPops(tb testing.TB, calls core.Calls) (*screenpop.Service, *nats.Conn) {
-	tb.Helper()
-	ctx, cancel := context.WithCancel(context.Background())
-	svc, err := screenpop.Start(ctx, screenpop.Options{Addr: "127.0.0.1:0", WSAddr: "127.0.0.1:0",
-		StoreDir: tb.TempDir(), Calls: calls, User: "bench", Password: "bench-pw"})
-	if err != nil {
-		cancel()
-		tb.Fatal(err)
-	}
-	done := make(chan struct{})
-	go func() { svc.Run(ctx); close(done) }()
-	tb.Cleanup(func() { cancel(); <-done })
-	for deadline := time.Now().Add(10 * time.Second); ; {
-		if ok, _ := svc.Ready(); ok {
-			break
-		}
-		if time.Now().After(deadline) {
-			_, why := svc.Ready()
-			tb.Fatalf("screen-pops not ready: %s", why)
-		}
-		time.Sleep(10 * time.Millisecond) // polling a condition
-	}
-	client, _ := svc.Addrs()
-	sub, err := nats.Connect("nats://"+client, nats.UserInfo("bench", "bench-pw"))
-	if err != nil {
-		tb.Fatal(err)
-	}
-	tb.Cleanup(sub.Close)
-	return svc, sub
-}
-
-// popMsg is the part of a screen-pop payload the benchmarks read.
-type popMsg struct {
-	Call struct {
-		CallID string    `json:"call_id"`
-		RangAt time.Time `json:"rang_at"`
-	} `json:"call"`
-	Context *core.StartResult `json:"context"`
-}
 
 // countingCalls passes everything to the real engine and counts the Ends
 // that succeeded.
@@ -102,7 +59,7 @@ func load(tb testing.TB, n, rate int, ringDelay, hold time.Duration) (lat []time
 		}
 	}()
 	calls := &countingCalls{Calls: newEngine(tb)}
-	pops, sub := startPops(tb, calls)
+	pops, sub := screenpoptest.Start(tb, calls)
 
 	var mu sync.Mutex
 	var readLag, popLag []time.Duration
@@ -115,7 +72,7 @@ func load(tb testing.TB, n, rate int, ringDelay, hold time.Duration) (lat []time
 	allPopped := make(chan struct{})
 	_, err := sub.Subscribe("sticky.screenpop.agent.>", func(m *nats.Msg) {
 		now := time.Now()
-		var p popMsg
+		var p screenpoptest.Pop
 		if json.Unmarshal(m.Data, &p) != nil {
 			return
 		}
