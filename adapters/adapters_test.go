@@ -2,26 +2,23 @@ package adapters_test
 
 import (
 	"bytes"
-	"crypto/sha256"
 	"encoding/json"
 	"io"
 	"net/http"
 	"net/http/httptest"
 	"os"
-	"sort"
 	"strconv"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
-	"github.com/dgraph-io/badger/v4"
-
 	"github.com/sticky-cc/sticky/adapters"
 	"github.com/sticky-cc/sticky/adapters/webhook"
 	"github.com/sticky-cc/sticky/core"
 	"github.com/sticky-cc/sticky/core/api"
 	"github.com/sticky-cc/sticky/core/store"
+	"github.com/sticky-cc/sticky/core/store/storetest"
 )
 
 const key = "test-key-0123456789"
@@ -153,38 +150,8 @@ func (e *env) profile(ref string) *core.Profile {
 }
 
 // snapshot is every key and value in the store: a bad request must leave
-// it exactly as it was.
-func (e *env) snapshot() string {
-	e.t.Helper()
-	h := sha256.New()
-	var keys []string
-	vals := map[string][]byte{}
-	err := e.db.Badger().View(func(txn *badger.Txn) error {
-		it := txn.NewIterator(badger.DefaultIteratorOptions)
-		defer it.Close()
-		for it.Rewind(); it.Valid(); it.Next() {
-			k := string(it.Item().KeyCopy(nil))
-			v, err := it.Item().ValueCopy(nil)
-			if err != nil {
-				return err
-			}
-			keys = append(keys, k)
-			vals[k] = v
-		}
-		return nil
-	})
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	sort.Strings(keys)
-	for _, k := range keys {
-		h.Write([]byte(k))
-		h.Write([]byte{0})
-		h.Write(vals[k])
-		h.Write([]byte{0})
-	}
-	return strconv.Itoa(len(keys)) + ":" + string(h.Sum(nil))
-}
+// it unchanged.
+func (e *env) snapshot() string { return storetest.Dump(e.t, e.db) }
 
 func file(t *testing.T, path string) []byte {
 	t.Helper()

@@ -1,37 +1,14 @@
 package core_test
 
 import (
-	"bytes"
 	"context"
-	"fmt"
 	"testing"
 	"time"
 
-	"github.com/dgraph-io/badger/v4"
 	"github.com/sticky-cc/sticky/core"
 	"github.com/sticky-cc/sticky/core/store"
+	"github.com/sticky-cc/sticky/core/store/storetest"
 )
-
-func storeDump(t *testing.T, db *store.DB) string {
-	t.Helper()
-	var buf bytes.Buffer
-	err := db.Badger().View(func(txn *badger.Txn) error {
-		it := txn.NewIterator(badger.DefaultIteratorOptions)
-		defer it.Close()
-		for it.Rewind(); it.Valid(); it.Next() {
-			v, err := it.Item().ValueCopy(nil)
-			if err != nil {
-				return err
-			}
-			fmt.Fprintf(&buf, "%q=%q\n", it.Item().Key(), v)
-		}
-		return nil
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return buf.String()
-}
 
 // A report merged into an ended interaction and then delivered again (a
 // webhook retried, a wrap-up sent twice) changes nothing, also after the
@@ -61,14 +38,14 @@ func TestMergeRedeliveryAndStaleReports(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	before := storeDump(t, db)
+	before := storetest.Dump(t, db)
 
 	clk.Add(10 * time.Minute)
 	got, err := e.End(ctx, second)
 	if err != nil || *got != *want {
 		t.Fatalf("redelivered merge: %+v, %v; want %+v", got, err, want)
 	}
-	if after := storeDump(t, db); after != before {
+	if after := storetest.Dump(t, db); after != before {
 		t.Fatal("a redelivered merge changed the store")
 	}
 
@@ -82,11 +59,11 @@ func TestMergeRedeliveryAndStaleReports(t *testing.T) {
 	}
 	defer db.Close()
 	e = core.New(core.Options{Store: db, Now: clk.Now})
-	before = storeDump(t, db)
+	before = storetest.Dump(t, db)
 	if _, err := e.End(ctx, second); err != nil {
 		t.Fatal(err)
 	}
-	if after := storeDump(t, db); after != before {
+	if after := storetest.Dump(t, db); after != before {
 		t.Fatal("a merge redelivered after a restart changed the store")
 	}
 

@@ -1,9 +1,7 @@
 package api_test
 
 import (
-	"bytes"
 	"encoding/json"
-	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -12,11 +10,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/dgraph-io/badger/v4"
-
 	"github.com/sticky-cc/sticky/core"
 	"github.com/sticky-cc/sticky/core/api"
 	"github.com/sticky-cc/sticky/core/store"
+	"github.com/sticky-cc/sticky/core/store/storetest"
 )
 
 const key = "test-key-0123456789"
@@ -268,30 +265,10 @@ func TestNoKeysRequiresLoopback(t *testing.T) {
 }
 
 // dump renders every key and value of the store, in key order.
-func dump(t *testing.T, db *store.DB) string {
-	t.Helper()
-	var buf bytes.Buffer
-	err := db.Badger().View(func(txn *badger.Txn) error {
-		it := txn.NewIterator(badger.DefaultIteratorOptions)
-		defer it.Close()
-		for it.Rewind(); it.Valid(); it.Next() {
-			v, err := it.Item().ValueCopy(nil)
-			if err != nil {
-				return err
-			}
-			fmt.Fprintf(&buf, "%q=%q\n", it.Item().Key(), v)
-		}
-		return nil
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return buf.String()
-}
 
 func TestBadRequestsChangeNothing(t *testing.T) {
 	e := newEnv(t, api.Options{})
-	snapshot := func() string { return dump(t, e.db) }
+	snapshot := func() string { return storetest.Dump(t, e.db) }
 	// one good customer so that the store is not empty
 	if r := e.do("POST", "/v1/calls/end", `{"call_id":"seed","customer_ref":"cust_seed","identity_hints":{"ani":"+14155550001"}}`); r.status != 200 {
 		t.Fatal(r.raw)
