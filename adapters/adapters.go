@@ -8,19 +8,15 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"mime"
 	"net/http"
 	"regexp"
-	"strconv"
 	"strings"
 	"sync"
 	"time"
 	"unicode"
 	"unicode/utf8"
-
-	"golang.org/x/time/rate"
 
 	"github.com/sticky-cc/sticky/adapters/chat"
 	"github.com/sticky-cc/sticky/adapters/email"
@@ -101,8 +97,7 @@ type handler struct {
 	ticketRE *regexp.Regexp
 	log      *slog.Logger
 
-	limitMu sync.Mutex
-	limits  map[string]*rate.Limiter
+	limits *api.Limiter // per authenticated sender
 
 	deliveries *ledger
 	locks      [64]sync.Mutex
@@ -144,7 +139,7 @@ func newHandler(srv *api.Server, opts Options) (*handler, error) {
 	return &handler{
 		opts: opts, srv: srv, calls: opts.Calls, ticketRE: re, log: opts.Logger,
 		verify:     webhook.Verifier{Secret: opts.Secret, ZendeskSecret: opts.ZendeskSecret, Window: opts.ReplayWindow, Now: opts.Now},
-		limits:     map[string]*rate.Limiter{},
+		limits:     api.NewLimiter(opts.RatePerSecond, opts.Burst),
 		deliveries: newLedger(opts.Remember),
 		own:        ownSet(opts.OwnAddresses),
 	}, nil
@@ -191,15 +186,14 @@ func (h *handler) route(name string, decode decodeFunc) http.Handler {
 		if !ok {
 			return
 		}
-		if wait, ok := h.allow(principal); !ok {
-			w.Header().Set("Retry-After", strconv.Itoa(wait))
-			api.Fail(w, http.StatusTooManyRequests, "rate limit exceeded; retry after "+strconv.Itoa(wait)+"s")
+		if wait, ok := h.limits.Allow(principal); !ok {
+			api.TooManyRequests(w, wait)
 			return
 		}
 		// The signature covers the raw body: it is checked once the body
 		// is read and before anything in it is trusted.
 		read := func(limit int64) ([]byte, bool) {
-			body, ok := readBody(w, r, limit)
+			body, ok := api.ReadLimited(w, r, limit)
 			if !ok {
 				return nil, false
 			}
@@ -265,42 +259,6 @@ func (h *handler) authenticate(w http.ResponseWriter, r *http.Request, route str
 func (h *handler) refuse(w http.ResponseWriter, msg string) {
 	w.Header().Set("WWW-Authenticate", `Bearer realm="sticky"`)
 	api.Fail(w, http.StatusUnauthorized, msg)
-}
-
-// allow takes a token from the sender's bucket, or says how long to wait.
-func (h *handler) allow(principal string) (int, bool) {
-	h.limitMu.Lock()
-	lim := h.limits[principal]
-	if lim == nil {
-		lim = rate.NewLimiter(rate.Limit(h.opts.RatePerSecond), h.opts.Burst)
-		h.limits[principal] = lim
-	}
-	h.limitMu.Unlock()
-	now := time.Now()
-	res := lim.ReserveN(now, 1)
-	if !res.OK() {
-		return 1, false
-	}
-	if d := res.DelayFrom(now); d > 0 {
-		res.CancelAt(now)
-		return max(1, int(d.Seconds()+0.999)), false
-	}
-	return 0, true
-}
-
-// readBody reads at most limit bytes, answering 413 above it.
-func readBody(w http.ResponseWriter, r *http.Request, limit int64) ([]byte, bool) {
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, limit))
-	if err != nil {
-		var mbe *http.MaxBytesError
-		if errors.As(err, &mbe) {
-			api.Fail(w, http.StatusRequestEntityTooLarge, fmt.Sprintf("request body is over %d KiB", limit>>10))
-		} else {
-			api.Fail(w, http.StatusBadRequest, "could not read the request body")
-		}
-		return nil, false
-	}
-	return body, true
 }
 
 func mediaType(r *http.Request) string {

@@ -5,11 +5,8 @@ package api
 import (
 	"crypto/sha256"
 	"crypto/subtle"
-	"errors"
 	"fmt"
-	"io"
 	"log/slog"
-	"math"
 	"mime"
 	"net"
 	"net/http"
@@ -17,8 +14,6 @@ import (
 	"strings"
 	"sync"
 	"time"
-
-	"golang.org/x/time/rate"
 
 	"github.com/sticky-cc/sticky/core"
 )
@@ -38,13 +33,12 @@ type Options struct {
 
 // Server is the HTTP API.
 type Server struct {
-	opts    Options
-	engine  *core.Engine
-	log     *slog.Logger
-	keys    [][32]byte
-	mux     *http.ServeMux
-	limitMu sync.Mutex
-	limits  map[int]*rate.Limiter
+	opts   Options
+	engine *core.Engine
+	log    *slog.Logger
+	keys   [][32]byte
+	mux    *http.ServeMux
+	limits *Limiter // per key (index; -1 when no keys are configured)
 
 	readyMu sync.Mutex
 	ready   []readiness
@@ -67,7 +61,8 @@ func New(opts Options) *Server {
 	if opts.Burst <= 0 {
 		opts.Burst = 1000
 	}
-	s := &Server{opts: opts, engine: opts.Engine, log: opts.Logger, mux: http.NewServeMux(), limits: map[int]*rate.Limiter{}}
+	s := &Server{opts: opts, engine: opts.Engine, log: opts.Logger, mux: http.NewServeMux(),
+		limits: NewLimiter(opts.RatePerSecond, opts.Burst)}
 	for _, k := range opts.Keys {
 		if k = strings.TrimSpace(k); k != "" {
 			s.keys = append(s.keys, sha256.Sum256([]byte(k)))
@@ -251,9 +246,8 @@ func (s *Server) guard(h http.Handler) http.Handler {
 				return
 			}
 		}
-		if wait, ok := s.allow(key); !ok {
-			w.Header().Set("Retry-After", strconv.Itoa(wait))
-			Fail(w, http.StatusTooManyRequests, "rate limit exceeded; retry after "+strconv.Itoa(wait)+"s")
+		if wait, ok := s.limits.Allow(strconv.Itoa(key)); !ok {
+			TooManyRequests(w, wait)
 			return
 		}
 		h.ServeHTTP(w, r)
@@ -286,27 +280,6 @@ func (s *Server) keyIndex(r *http.Request) int {
 	return found
 }
 
-// allow takes a token from key's bucket, or says how many seconds to wait.
-func (s *Server) allow(key int) (int, bool) {
-	s.limitMu.Lock()
-	lim := s.limits[key]
-	if lim == nil {
-		lim = rate.NewLimiter(rate.Limit(s.opts.RatePerSecond), s.opts.Burst)
-		s.limits[key] = lim
-	}
-	s.limitMu.Unlock()
-	now := time.Now()
-	res := lim.ReserveN(now, 1)
-	if !res.OK() {
-		return 1, false
-	}
-	if d := res.DelayFrom(now); d > 0 {
-		res.CancelAt(now)
-		return int(math.Ceil(d.Seconds())), false
-	}
-	return 0, true
-}
-
 // ReadBody reads a JSON request body, enforcing the content type and the
 // 64 KiB limit; it writes the error itself and returns false on failure.
 func ReadBody(w http.ResponseWriter, r *http.Request) ([]byte, bool) {
@@ -317,21 +290,7 @@ func ReadBody(w http.ResponseWriter, r *http.Request) ([]byte, bool) {
 			return nil, false
 		}
 	}
-	return readLimited(w, r)
-}
-
-func readLimited(w http.ResponseWriter, r *http.Request) ([]byte, bool) {
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, core.MaxBodyBytes))
-	if err != nil {
-		var mbe *http.MaxBytesError
-		if errors.As(err, &mbe) {
-			Fail(w, http.StatusRequestEntityTooLarge, "request body is over 64 KiB")
-		} else {
-			Fail(w, http.StatusBadRequest, "could not read the request body")
-		}
-		return nil, false
-	}
-	return body, true
+	return ReadLimited(w, r, core.MaxBodyBytes)
 }
 
 func (s *Server) start(w http.ResponseWriter, r *http.Request) {
