@@ -1,7 +1,6 @@
 package asterisk
 
 import (
-	"context"
 	"encoding/json"
 	"testing"
 	"time"
@@ -9,6 +8,7 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"github.com/sticky-cc/sticky/screenpop"
+	"github.com/sticky-cc/sticky/screenpop/screenpoptest"
 )
 
 // The whole path with the real parts: a captured Asterisk ringing call
@@ -17,28 +17,8 @@ import (
 // with its own login; another agent does not get it.
 func TestRingingPopReachesTheAgentThroughScreenpop(t *testing.T) {
 	eng := newEngine(t)
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	svc, err := screenpop.Start(ctx, screenpop.Options{
-		Addr: "127.0.0.1:0", WSAddr: "127.0.0.1:0", StoreDir: t.TempDir(), Calls: eng,
-		Agents: []screenpop.Agent{{ID: "agent", Password: "agent-pw"}, {ID: "1002", Password: "other-pw"}},
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	runDone := make(chan struct{})
-	go func() { svc.Run(ctx); close(runDone) }()
-	defer func() { cancel(); <-runDone }()
-	for deadline := time.Now().Add(10 * time.Second); ; {
-		if ok, _ := svc.Ready(); ok {
-			break
-		}
-		if time.Now().After(deadline) {
-			_, why := svc.Ready()
-			t.Fatalf("screen-pops not ready: %s", why)
-		}
-		time.Sleep(10 * time.Millisecond) // polling a condition
-	}
+	svc, _ := screenpoptest.Start(t, eng,
+		screenpop.Agent{ID: "agent", Password: "agent-pw"}, screenpop.Agent{ID: "1002", Password: "other-pw"})
 	client, _ := svc.Addrs()
 	login := func(id, pw string) (*nats.Conn, *nats.Subscription) {
 		nc, err := nats.Connect("nats://"+client, nats.UserInfo(id, pw), nats.CustomInboxPrefix(screenpop.InboxPrefix(id)))
