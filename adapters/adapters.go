@@ -13,7 +13,6 @@ import (
 	"net/http"
 	"regexp"
 	"strings"
-	"sync"
 	"time"
 	"unicode"
 	"unicode/utf8"
@@ -58,11 +57,8 @@ type Options struct {
 	// 202 and skipped, so an outbound copy never links your address to a
 	// customer.
 	OwnAddresses []string
-	// Remember is how many recent deliveries are remembered to answer an
-	// identical redelivery without writing (4096).
-	Remember int
-	Now      func() time.Time
-	Logger   *slog.Logger
+	Now          func() time.Time
+	Logger       *slog.Logger
 }
 
 // Routes registered by Mount.
@@ -99,9 +95,7 @@ type handler struct {
 
 	limits *api.Limiter // per authenticated sender
 
-	deliveries *ledger
-	locks      [64]sync.Mutex
-	own        map[string]bool
+	own map[string]bool
 }
 
 func newHandler(srv *api.Server, opts Options) (*handler, error) {
@@ -129,19 +123,15 @@ func newHandler(srv *api.Server, opts Options) (*handler, error) {
 	if opts.Burst <= 0 {
 		opts.Burst = 100
 	}
-	if opts.Remember <= 0 {
-		opts.Remember = 4096
-	}
 	re, err := regexp.Compile(opts.TicketPattern)
 	if err != nil {
 		return nil, fmt.Errorf("adapters: ticket pattern: %v", err)
 	}
 	return &handler{
 		opts: opts, srv: srv, calls: opts.Calls, ticketRE: re, log: opts.Logger,
-		verify:     webhook.Verifier{Secret: opts.Secret, ZendeskSecret: opts.ZendeskSecret, Window: opts.ReplayWindow, Now: opts.Now},
-		limits:     api.NewLimiter(opts.RatePerSecond, opts.Burst),
-		deliveries: newLedger(opts.Remember),
-		own:        ownSet(opts.OwnAddresses),
+		verify: webhook.Verifier{Secret: opts.Secret, ZendeskSecret: opts.ZendeskSecret, Window: opts.ReplayWindow, Now: opts.Now},
+		limits: api.NewLimiter(opts.RatePerSecond, opts.Burst),
+		own:    ownSet(opts.OwnAddresses),
 	}, nil
 }
 
