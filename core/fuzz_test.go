@@ -106,8 +106,14 @@ func FuzzNormalizeEmail(f *testing.F) {
 	for _, s := range []string{"a@b.c", " A@B.C ", "Jane <j@x.y>", "\"quoted\"@x.y", "x", "@", ""} {
 		f.Add(s)
 	}
+	for _, s := range []string{"jane.doe+tag@mail.example.com", "a..b@x.y", ".a@x.y", "a@x..y", "a@x.y.", "a@-x.y", "%@x", "A_B@c"} {
+		f.Add(s)
+	}
 	f.Fuzz(func(t *testing.T, raw string) {
 		got, err := core.NormalizeEmail(raw)
+		if slow, slowErr := core.NormalizeEmailSlow(strings.TrimSpace(raw)); strings.TrimSpace(raw) != "" && (slow != got || (slowErr == nil) != (err == nil)) {
+			t.Fatalf("fast and slow paths disagree on %q: %q (%v) vs %q (%v)", raw, got, err, slow, slowErr)
+		}
 		if err != nil || got == "" {
 			return
 		}

@@ -243,6 +243,49 @@ func NormalizeEmail(raw string) (string, error) {
 	if s == "" {
 		return "", nil
 	}
+	if plainEmail(s) {
+		return strings.ToLower(s), nil
+	}
+	return normalizeEmailSlow(s)
+}
+
+// plainEmail reports whether s is a dot-atom address made of letters,
+// digits and ._%+- only, such as almost every real address is. For those
+// normalizeEmailSlow's two RFC 5322 parses return s lower-cased, so the
+// parse (a third of a start's normalisation time) is skipped;
+// FuzzNormalizeEmail checks that both paths agree.
+func plainEmail(s string) bool {
+	at := strings.IndexByte(s, '@')
+	if at <= 0 || at == len(s)-1 || len(s) > 254 {
+		return false
+	}
+	return dotAtom(s[:at], "._%+-") && dotAtom(s[at+1:], ".-")
+}
+
+// dotAtom: non-empty runs of letters, digits and the non-dot characters of
+// allowed, separated by single dots.
+func dotAtom(s, allowed string) bool {
+	prevDot := true
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		switch {
+		case c == '.':
+			if prevDot {
+				return false
+			}
+			prevDot = true
+			continue
+		case 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z', '0' <= c && c <= '9':
+		case c < 0x80 && strings.IndexByte(allowed, c) >= 0:
+		default:
+			return false
+		}
+		prevDot = false
+	}
+	return !prevDot
+}
+
+func normalizeEmailSlow(s string) (string, error) {
 	a, err := mail.ParseAddress(s)
 	if err != nil || a.Name != "" || strings.ContainsAny(a.Address, " \t") {
 		return "", fmt.Errorf("not an email address")
