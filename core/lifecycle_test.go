@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/sticky-cc/sticky/core"
+	"github.com/sticky-cc/sticky/core/store"
 )
 
 func code(err error) core.Code { return core.ErrorCode(err) }
@@ -36,6 +37,37 @@ func TestStartIsIdempotentWhileActive(t *testing.T) {
 	}
 	if _, err = e.Start(ctx, req); code(err) != core.CodeConflict {
 		t.Fatalf("start after end: %v, want conflict", err)
+	}
+}
+
+// A call started by a version that fingerprinted starts as JSON is still
+// retried idempotently, and still refuses different hints, after an upgrade.
+func TestStartRetryOfACallStartedBeforeTheUpgrade(t *testing.T) {
+	ctx := context.Background()
+	e, _, db := newEngine(t, monday)
+	req := core.StartRequest{CallID: "old", Hints: core.Hints{ANI: "+14155551234", DNIS: "+18005550100"}}
+	first, err := e.Start(ctx, req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = db.Update(func(tx *store.Txn) error {
+		c, _, err := tx.Call("old")
+		if err != nil {
+			return err
+		}
+		c.StartFingerprint = core.LegacyStartFingerprint(c.Identifiers, "", c.DNIS, c.Channel)
+		return tx.PutCall(c)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	again, err := e.Start(ctx, req)
+	if err != nil || again.CustomerRef != first.CustomerRef {
+		t.Fatalf("retry of a call with a legacy fingerprint: %v %+v", err, again)
+	}
+	req.Hints.ANI = "+14155559999"
+	if _, err := e.Start(ctx, req); code(err) != core.CodeConflict {
+		t.Fatalf("different hints on a call with a legacy fingerprint: %v, want conflict", err)
 	}
 }
 

@@ -133,7 +133,7 @@ func (d *dec) count() int {
 }
 
 func marshal(r record) []byte {
-	e := enc{b: make([]byte, 0, 128)}
+	e := enc{b: make([]byte, 0, 256)}
 	e.b = append(e.b, codecVersion)
 	r.encode(&e)
 	return e.b
