@@ -8,6 +8,7 @@ import (
 	"net/http/httptest"
 	"regexp"
 	"runtime"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -120,8 +121,13 @@ func TestStasisSetsVariablesAndContinues(t *testing.T) {
 		t.Errorf("refund_status was resolved on the phone; open intents: %+v", prof.OpenIntents)
 	}
 	fake.mu.Lock()
-	q, subs := fake.queries[0], fake.subs
+	q, subs, early := fake.queries[0], fake.subs, fake.subsAtContinue[id]
 	fake.mu.Unlock()
+	// The call leaves Stasis only once its channel is subscribed to: a
+	// hang-up right after the continue must still be heard.
+	if !slices.Contains(early, "channel:"+id) {
+		t.Errorf("subscriptions when the call was continued = %v, want the call's channel", early)
+	}
 	if strings.Contains(q, "subscribeAll") || !strings.Contains(q, "app=sticky") {
 		t.Errorf("stasis mode websocket query = %q", q)
 	}

@@ -391,10 +391,14 @@ func (b *Bridge) fetchHints(ctx context.Context, chanID string) map[string]strin
 // in the dialplan; past the budget it continues without the variables.
 func (b *Bridge) stasisWork(c *call, chanID string, deadline time.Time) {
 	key := ari.NewKey(ari.ChannelKey, chanID)
-	if !b.observe {
+	subscribed := make(chan struct{})
+	if b.observe {
+		close(subscribed)
+	} else {
 		// Without subscribeAll the app stops hearing about the channel when
 		// it leaves Stasis; subscribe to it to see the hang-up.
 		b.goWork(func() {
+			defer close(subscribed)
 			err := b.call(b.work, func() error {
 				return b.ari.Application().Subscribe(ari.NewKey(ari.ApplicationKey, b.opts.App), "channel:"+chanID)
 			})
@@ -414,6 +418,17 @@ func (b *Bridge) stasisWork(c *call, chanID string, deadline time.Time) {
 		b.count("resolve_timeout")
 		b.log.Warn("resolving took longer than the budget; continuing without variables",
 			"call_id", c.id, "budget", b.opts.Budget)
+	}
+	// Continue only once the subscription is in place (within the budget):
+	// a caller who hangs up right after leaving Stasis would otherwise go
+	// unheard, and the call would never end.
+	if wait := time.Until(deadline); wait > 0 {
+		st := time.NewTimer(wait)
+		select {
+		case <-subscribed:
+		case <-st.C:
+		}
+		st.Stop()
 	}
 	b.continueCall(c, key)
 }

@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -100,25 +101,27 @@ type fakeAsterisk struct {
 	t   testing.TB
 	srv *httptest.Server
 
-	mu        sync.Mutex
-	entity    string
-	conns     []*websocket.Conn
-	queries   []string
-	subs      []string               // application subscriptions
-	vars      map[string][][2]string // channel → variables set, in order
-	continued map[string]bool
-	gets      int             // GET .../variable requests
-	dials     int             // TCP connections accepted
-	live      map[string]bool // channels Asterisk has now
-	lists     int             // GET /ari/channels requests answered
-	changed   *sync.Cond
+	mu      sync.Mutex
+	entity  string
+	conns   []*websocket.Conn
+	queries []string
+	subs    []string // application subscriptions
+	// subsAtContinue: the subscriptions made when each channel was continued.
+	subsAtContinue map[string][]string
+	vars           map[string][][2]string // channel → variables set, in order
+	continued      map[string]bool
+	gets           int             // GET .../variable requests
+	dials          int             // TCP connections accepted
+	live           map[string]bool // channels Asterisk has now
+	lists          int             // GET /ari/channels requests answered
+	changed        *sync.Cond
 
 	connected chan *websocket.Conn
 }
 
 func newFake(t testing.TB) *fakeAsterisk {
 	f := &fakeAsterisk{t: t, entity: "02:fc:00:00:00:01", vars: map[string][][2]string{},
-		continued: map[string]bool{}, live: map[string]bool{}, connected: make(chan *websocket.Conn, 16)}
+		continued: map[string]bool{}, subsAtContinue: map[string][]string{}, live: map[string]bool{}, connected: make(chan *websocket.Conn, 16)}
 	f.changed = sync.NewCond(&f.mu)
 	mux := http.NewServeMux()
 	auth := func(h http.HandlerFunc) http.HandlerFunc {
@@ -172,6 +175,7 @@ func newFake(t testing.TB) *fakeAsterisk {
 		defer f.mu.Unlock()
 		id := r.PathValue("id")
 		f.continued[id] = true
+		f.subsAtContinue[id] = slices.Clone(f.subs)
 		f.changed.Broadcast()
 		w.WriteHeader(http.StatusNoContent)
 	}))
