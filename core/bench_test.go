@@ -203,6 +203,55 @@ func BenchmarkStart(b *testing.B) {
 	}
 }
 
+// BenchmarkStartStoreParts times what a start asks of the store, without
+// the engine around it, so a slow start can be placed: the reads (a read
+// transaction looking up the phone number, the email and the customer
+// record, as resolution does) and the call record's write (a transaction
+// that only writes it, committed).
+func BenchmarkStartStoreParts(b *testing.B) {
+	for _, n := range benchSizes() {
+		b.Run(fmt.Sprintf("customers=%d", n), func(b *testing.B) {
+			bs := openBench(b, n)
+			reads := make([]time.Duration, 0, b.N)
+			writes := make([]time.Duration, 0, b.N)
+			b.ResetTimer()
+			for i := 0; b.Loop(); i++ {
+				j := (i * 7919) % n
+				t0 := time.Now()
+				err := bs.db.View(func(t *store.Txn) error {
+					refs, err := t.Refs(core.KindPhone, benchPhone(j))
+					if err != nil || len(refs) != 1 {
+						return fmt.Errorf("phone refs %v: %v", refs, err)
+					}
+					if refs, err = t.Refs(core.KindEmail, fmt.Sprintf("c%d@example.com", j)); err != nil || len(refs) != 1 {
+						return fmt.Errorf("email refs %v: %v", refs, err)
+					}
+					_, ok, err := t.Customer(refs[0])
+					if err != nil || !ok {
+						return fmt.Errorf("customer %s: %v %v", refs[0], ok, err)
+					}
+					return nil
+				})
+				t1 := time.Now()
+				if err == nil {
+					id := "parts_" + strconv.FormatInt(callSeq.Add(1), 10)
+					err = bs.db.Update(func(t *store.Txn) error {
+						return t.PutCall(store.Call{ID: id, CustomerRef: "cust_" + strconv.Itoa(j), Channel: "phone", StartedAt: bs.now, ExpiresAt: bs.now.Add(time.Hour)})
+					})
+				}
+				reads, writes = append(reads, t1.Sub(t0)), append(writes, time.Since(t1))
+				if err != nil {
+					b.Fatal(err)
+				}
+			}
+			b.ReportMetric(float64(percentile(reads, 0.50).Microseconds()), "reads-p50-µs")
+			b.ReportMetric(float64(percentile(reads, 0.99).Microseconds()), "reads-p99-µs")
+			b.ReportMetric(float64(percentile(writes, 0.50).Microseconds()), "write-p50-µs")
+			b.ReportMetric(float64(percentile(writes, 0.99).Microseconds()), "write-p99-µs")
+		})
+	}
+}
+
 // BenchmarkStartParallel measures start throughput with concurrent callers.
 func BenchmarkStartParallel(b *testing.B) {
 	for _, n := range benchSizes() {
