@@ -72,6 +72,11 @@ func Open(opts Options) (*DB, error) {
 	if len(opts.EncryptionKey) > 0 {
 		bo = bo.WithEncryptionKey(opts.EncryptionKey).WithIndexCacheSize(64 << 20)
 	}
+	if !opts.InMemory {
+		if err := removeEmptyLogs(opts.Dir, opts.Logger); err != nil {
+			return nil, fmt.Errorf("open store in %q: %w", opts.Dir, err)
+		}
+	}
 	bdb, err := badger.Open(bo)
 	if err != nil {
 		return nil, fmt.Errorf("open store in %q: %w", opts.Dir, err)
