@@ -78,22 +78,27 @@ type Progress struct {
 
 // Report is the outcome of a run.
 type Report struct {
-	Target    float64
-	Elapsed   time.Duration // first scheduled send to last answer
-	Requests  int64         // answered (any status) or failed
-	OK        int64         // answered 200
-	Starts    int64
-	Ends      int64
-	Calls     int64            // calls scheduled
-	Errors    map[string]int64 // "status 429", "transport: timeout", ...
-	Skipped   int64            // ends not sent because their start failed
-	NotSent   int64            // calls still unsent when the run's deadline passed
-	Latency   *Histogram       // every request, from its scheduled send time
-	Start     *Histogram
-	End       *Histogram
-	MaxLag    time.Duration // most a call waited for a free worker after its scheduled time
-	RSS       RSS
-	Customers int64 // distinct customer_refs returned
+	Target   float64
+	Elapsed  time.Duration // first scheduled send to last answer
+	Requests int64         // answered (any status) or failed
+	OK       int64         // answered 200
+	Starts   int64
+	Ends     int64
+	Calls    int64            // calls scheduled
+	Errors   map[string]int64 // "status 429", "transport: timeout", ...
+	Skipped  int64            // ends not sent because their start failed
+	NotSent  int64            // calls still unsent when the run's deadline passed
+	Latency  *Histogram       // every request, from its scheduled send time
+	Start    *Histogram
+	End      *Histogram
+	// Served: answered 200, from the moment the request was sent rather
+	// than due. What Latency adds on top is this generator's own lag (its
+	// timer, a free worker), not the bridge's.
+	StartServed *Histogram
+	EndServed   *Histogram
+	MaxLag      time.Duration // most a call waited for a free worker after its scheduled time
+	RSS         RSS
+	Customers   int64 // distinct customer_refs returned
 }
 
 // RSS is the resident memory of Config.PID, in bytes.
@@ -184,6 +189,17 @@ type recorder struct {
 	lastDone time.Time
 }
 
+// served records how long a request answered 200 took from its sending.
+func (r *recorder) served(op string, d time.Duration) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if op == "start" {
+		r.rep.StartServed.Record(d)
+	} else {
+		r.rep.EndServed.Record(d)
+	}
+}
+
 func (r *recorder) record(op string, lat time.Duration, outcome string) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -217,6 +233,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	rep := &Report{
 		Target: cfg.Rate, Errors: map[string]int64{},
 		Latency: &Histogram{}, Start: &Histogram{}, End: &Histogram{},
+		StartServed: &Histogram{}, EndServed: &Histogram{},
 	}
 	if cfg.PID != 0 {
 		rss, err := ReadRSS(cfg.PID)
@@ -454,6 +471,7 @@ func post(ctx context.Context, cfg *Config, rec *recorder, op, path, key string,
 	if key != "" {
 		req.Header.Set("Authorization", "Bearer "+key)
 	}
+	sent := time.Now()
 	resp, err := cfg.Client.Do(req)
 	if err != nil {
 		rec.record(op, time.Since(due), transportError(err))
@@ -479,6 +497,7 @@ func post(ctx context.Context, cfg *Config, rec *recorder, op, path, key string,
 		return "", false
 	}
 	rec.record(op, lat, "")
+	rec.served(op, time.Since(sent))
 	return out.CustomerRef, true
 }
 

@@ -194,6 +194,11 @@ func TestLatencyCountsTimeWaitingBehindAStall(t *testing.T) {
 	if rep.MaxLag < stall/2 {
 		t.Fatalf("max schedule lag %s behind a %s stall", rep.MaxLag, stall)
 	}
+	// Timed from their sending instead, only the stalled request was slow:
+	// the served figures separate the bridge's time from the queue's.
+	if rep.EndServed.Count() != rep.End.Count() || rep.EndServed.Above(150*time.Millisecond) != 1 {
+		t.Fatalf("served: %d of %d, %d slow; want all, 1 slow", rep.EndServed.Count(), rep.End.Count(), rep.EndServed.Above(150*time.Millisecond))
+	}
 }
 
 // TestErrorsAreCountedByStatus checks that failures are counted by cause
@@ -320,7 +325,7 @@ func TestCommandPrintsTheReport(t *testing.T) {
 	if code != 0 {
 		t.Fatalf("exit %d\n%s\n%s", code, out.String(), errb.String())
 	}
-	for _, want := range []string{"t=", "rate:", "p50", "p99", "p999", "errors:    0", "rss:", "pid"} {
+	for _, want := range []string{"t=", "rate:", "p50", "p99", "p999", "start served:", "end served:", "errors:    0", "rss:", "pid"} {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("output lacks %q:\n%s", want, out.String())
 		}

@@ -100,6 +100,13 @@ func printReport(w io.Writer, r *Report) {
 		fmt.Fprintf(w, "%s p50 %s  p99 %s  p999 %s  max %s  (n=%d, from scheduled send time)\n",
 			h.name, ms(h.h.Quantile(0.5)), ms(h.h.Quantile(0.99)), ms(h.h.Quantile(0.999)), ms(h.h.Max()), h.h.Count())
 	}
+	for _, h := range []struct {
+		name string
+		h    *Histogram
+	}{{"  start served:", r.StartServed}, {"  end served:  ", r.EndServed}} {
+		fmt.Fprintf(w, "%s p50 %s  p99 %s  p999 %s  max %s  (n=%d, from when it was sent)\n",
+			h.name, ms(h.h.Quantile(0.5)), ms(h.h.Quantile(0.99)), ms(h.h.Quantile(0.999)), ms(h.h.Max()), h.h.Count())
+	}
 	fmt.Fprintf(w, "schedule:  most a call waited for a free worker %s\n", ms(r.MaxLag))
 	if r.ErrorCount() == 0 {
 		fmt.Fprintln(w, "errors:    0")
