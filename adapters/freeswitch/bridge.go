@@ -56,6 +56,12 @@ type Options struct {
 	// other legs' hang-ups (which may carry the wrap-up variables) before
 	// saving anyway (2s).
 	EndGrace time.Duration
+	// SweepEvery: how often calls that have been quiet that long are
+	// checked against FreeSWITCH (uuid_exists) and saved if their channel
+	// is gone (5m). FreeSWITCH drops events when a socket's queue is full;
+	// a lost hang-up would otherwise keep the call open, unsaved, until
+	// the bridge reconnects.
+	SweepEvery time.Duration
 	// Now is the clock (time.Now).
 	Now func() time.Time
 }
@@ -119,6 +125,9 @@ func New(opts Options) (*Bridge, error) {
 	}
 	if opts.EndGrace <= 0 {
 		opts.EndGrace = 2 * time.Second
+	}
+	if opts.SweepEvery <= 0 {
+		opts.SweepEvery = 5 * time.Minute
 	}
 	if opts.Now == nil {
 		opts.Now = time.Now
@@ -370,9 +379,12 @@ func (b *Bridge) serveInbound(ctx context.Context, c *conn) error {
 		c.close(errors.New("bridge stopping"))
 		return errors.New("bridge stopping")
 	}
-	b.spawn(func() { b.checkAway(ctx, c) })
+	b.spawn(func() { b.checkGone(ctx, c, 0) })
 	tick := time.NewTicker(b.opts.PingInterval / 2)
 	defer tick.Stop()
+	sweep := time.NewTicker(b.opts.SweepEvery)
+	defer sweep.Stop()
+	var sweeping atomic.Bool
 	for {
 		select {
 		case err := <-done:
@@ -380,6 +392,13 @@ func (b *Bridge) serveInbound(ctx context.Context, c *conn) error {
 		case <-ctx.Done():
 			c.close(errors.New("bridge stopping"))
 			return <-done
+		case <-sweep.C:
+			if sweeping.CompareAndSwap(false, true) {
+				b.spawn(func() {
+					defer sweeping.Store(false)
+					b.checkGone(ctx, c, b.opts.SweepEvery)
+				})
+			}
 		case <-tick.C:
 			idle := time.Since(time.Unix(0, c.lastIn.Load()))
 			if idle < b.opts.PingInterval {
@@ -395,10 +414,16 @@ func (b *Bridge) serveInbound(ctx context.Context, c *conn) error {
 	}
 }
 
-// checkAway looks, after a reconnect, for calls that hung up while the
-// bridge was away, and saves them.
-func (b *Bridge) checkAway(ctx context.Context, c *conn) {
+// checkGone saves the calls whose channel FreeSWITCH no longer has and
+// that have had no event for at least quiet: after a reconnect (quiet 0)
+// the calls that hung up while the bridge was away, and every SweepEvery
+// the calls whose hang-up event was lost.
+func (b *Bridge) checkGone(ctx context.Context, c *conn, quiet time.Duration) {
+	now := b.now()
 	for _, cl := range b.track.active() {
+		if quiet > 0 && now.Sub(cl.lastEvent()) < quiet {
+			continue
+		}
 		cctx, cancel := context.WithTimeout(ctx, cmdTimeout)
 		out, err := c.api(cctx, "uuid_exists", cl.root)
 		cancel()
@@ -406,6 +431,10 @@ func (b *Bridge) checkAway(ctx context.Context, c *conn) {
 			return
 		}
 		if len(out) >= 5 && out[:5] == "false" {
+			if quiet > 0 {
+				b.count("hangup_lost")
+				b.log.Warn("a call's channel is gone but its hang-up never came; saving it with what is known", "call_id", cl.id, "quiet", now.Sub(cl.lastEvent()).Round(time.Second))
+			}
 			cl.enqueue(&legEvent{name: evFinish, at: b.now()})
 		}
 	}

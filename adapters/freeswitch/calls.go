@@ -178,10 +178,17 @@ type call struct {
 	rootHungUp     bool
 	graceArmed     bool
 	errCounted     atomic.Bool
+	lastAt         atomic.Int64 // unix ns of the last FreeSWITCH event
 	ended          bool
 }
 
+// lastEvent is when the call last heard from FreeSWITCH.
+func (c *call) lastEvent() time.Time { return time.Unix(0, c.lastAt.Load()) }
+
 func (c *call) enqueue(le *legEvent) {
+	if le.name != evFinish && le.name != evDrop {
+		c.lastAt.Store(c.b.now().UnixNano())
+	}
 	c.mu.Lock()
 	c.queue = append(c.queue, le)
 	if c.running {

@@ -190,6 +190,7 @@ type fakeFS struct {
 	accepted int // connections that authenticated and subscribed
 	cmds     []string
 	alive    map[string]bool
+	exists   int // uuid_exists commands answered
 	wg       sync.WaitGroup
 }
 
@@ -359,6 +360,7 @@ func (f *fakeFS) api(args []string) string {
 	case "status":
 		return "UP 0 years, 0 days, 0 hours, 1 minute, 2 seconds\nFreeSWITCH (Version 1.11.2) is ready\n"
 	case "uuid_exists":
+		f.exists++
 		if len(args) > 1 && f.alive[args[1]] {
 			return "true"
 		}

@@ -58,6 +58,38 @@ func TestFreeSWITCHRestartMidCall(t *testing.T) {
 	}
 }
 
+// FreeSWITCH drops events when a socket's queue is full. A call whose
+// hang-up was lost that way, with the connection up all along, is found by
+// the periodic sweep and saved; while its channel lives, sweeps leave it be.
+func TestLostHangUpIsSweptWhileConnected(t *testing.T) {
+	h := start(t, "ring", func(o *Options) { o.SweepEvery = 20 * time.Millisecond })
+	seedJane(t, h.engine)
+	fx := loadFixture(t, "ring")
+	first, _ := until(fx.render(1, "", nil), "CHANNEL_PARK", "")
+	h.fs.play(t, h.fs.current(t), first)
+	h.pops.wait(t, 1)
+	callID := "fs-" + callUUID(1, 0)
+
+	eventually(t, "two sweeps asking FreeSWITCH about the live call", func() bool {
+		h.fs.mu.Lock()
+		defer h.fs.mu.Unlock()
+		return h.fs.exists >= 2
+	})
+	if _, ok := history(t, h.engine, "cust_jane", callID); ok || h.counts.get("hangup_lost") != 0 {
+		t.Fatal("a sweep saved a call whose channel is alive")
+	}
+
+	// The channel hangs up; its events never reach the bridge.
+	h.fs.mu.Lock()
+	h.fs.alive = map[string]bool{}
+	h.fs.mu.Unlock()
+	h.counts.wait(t, "hangup_lost", 1)
+	eventually(t, "the call saved although its hang-up never came", func() bool { _, ok := history(t, h.engine, "cust_jane", callID); return ok })
+	if ok, _ := h.bridge.Status(); !ok || h.counts.get("reconnect") != 0 {
+		t.Fatalf("the connection should have stayed up (reconnects %d)", h.counts.get("reconnect"))
+	}
+}
+
 func TestAttachFailuresAreClean(t *testing.T) {
 	cases := []struct {
 		name  string
