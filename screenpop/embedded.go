@@ -6,12 +6,30 @@ import (
 	"fmt"
 	"log/slog"
 	"net/url"
+	"regexp"
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
+	"golang.org/x/crypto/bcrypt"
 )
 
 const bridgeUser = "sticky-bridge"
+
+// bcryptPrefix is how NATS recognises a bcrypt hash in a user's password.
+var bcryptPrefix = regexp.MustCompile(`^\$2[abxy]\$\d{2}\$`)
+
+// checkHash refuses a password that NATS would take for a bcrypt hash but
+// that is not a valid one (a hash cut short when pasted, say): nobody
+// could ever sign in with it, and nothing else would say why.
+func checkHash(p string) error {
+	if !bcryptPrefix.MatchString(p) {
+		return nil
+	}
+	if _, err := bcrypt.Cost([]byte(p)); err != nil || len(p) != 60 {
+		return fmt.Errorf("the password looks like a bcrypt hash but is not a valid one (a bcrypt hash is 60 characters)")
+	}
+	return nil
+}
 
 // startEmbedded runs the NATS server inside the process: JetStream on
 // StoreDir, a client listener and a websocket listener, and one login per
@@ -37,7 +55,15 @@ func (s *Service) startEmbedded() (*server.User, error) {
 		return nil, err
 	}
 	bridge := &server.User{Username: bridgeUser, Password: hex.EncodeToString(secret)}
-	users := []*server.User{bridge}
+	// The server keeps only a bcrypt hash of the bridge's own password, as
+	// of every agent's whose agents file holds one, so NATS has no
+	// plaintext password to warn about. Cost 4 is enough: the secret is 192
+	// random bits, not a human's password.
+	bridgeHash, err := bcrypt.GenerateFromPassword([]byte(bridge.Password), bcrypt.MinCost)
+	if err != nil {
+		return nil, err
+	}
+	users := []*server.User{{Username: bridgeUser, Password: string(bridgeHash)}}
 	seen := map[string]string{bridgeUser: bridgeUser}
 	for _, a := range o.Agents {
 		if a.ID == "" || a.Password == "" {
@@ -48,11 +74,17 @@ func (s *Service) startEmbedded() (*server.User, error) {
 			return nil, fmt.Errorf("screenpop: agent %q clashes with %q (same subject token %q)", a.ID, other, tok)
 		}
 		seen[tok] = a.ID
+		if err := checkHash(a.Password); err != nil {
+			return nil, fmt.Errorf("screenpop: agent %q: %w", a.ID, err)
+		}
 		users = append(users, &server.User{Username: a.ID, Password: a.Password, Permissions: agentPermissions(a)})
 	}
 	if o.User != "" && o.Password != "" {
 		if _, dup := seen[Token(o.User)]; dup {
 			return nil, fmt.Errorf("screenpop: NATS user %q clashes with an agent", o.User)
+		}
+		if err := checkHash(o.Password); err != nil {
+			return nil, fmt.Errorf("screenpop: NATS user %q: %w", o.User, err)
 		}
 		users = append(users, &server.User{Username: o.User, Password: o.Password})
 	}

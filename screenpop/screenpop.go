@@ -31,7 +31,10 @@ const (
 
 // Agent is one desktop login of the embedded server.
 type Agent struct {
-	ID       string
+	ID string
+	// Password is the agent's password, or better a bcrypt hash of it
+	// ("$2a$12$..."; see the hash-password subcommand of the bridges),
+	// which the embedded NATS checks the password given against.
 	Password string
 	Queues   []string
 }

@@ -64,6 +64,8 @@ func Command(ctx context.Context, name string, args []string, getenv func(string
 		switch args[0] {
 		case "backup", "restore", "rotate-key":
 			return storeCommand(ctx, name, args[0], args[1:], getenv, stdout, stderr)
+		case "hash-password":
+			return HashPassword(os.Stdin, stdout, stderr)
 		}
 	}
 	cfg, err := config.Load(name, args, getenv, stderr)
