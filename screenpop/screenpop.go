@@ -301,8 +301,9 @@ func (s *Service) onDisconnect(err error) {
 	was := s.connected
 	s.connected = false
 	s.setReadyLocked(false, "disconnected from NATS; reconnecting")
+	closing := s.closing
 	s.mu.Unlock()
-	if was {
+	if was && !closing { // closing: our own drain, not an outage
 		s.count("nats_disconnected")
 		s.log.Warn("disconnected from NATS; reconnecting", "err", err)
 	}
