@@ -85,6 +85,25 @@ var ErrNotPhone = errors.New("not a phone number")
 // IsWithheld reports whether a caller number means "no number".
 func IsWithheld(raw string) bool { return withheld[strings.ToLower(strings.TrimSpace(raw))] }
 
+// IsExtension reports whether a caller number is a PBX extension: 2 to 6
+// digits and nothing else. Agents calling each other (consults,
+// transfers) ring with such numbers; they identify no customer, so the PBX
+// bridges treat them like a withheld number instead of asking the engine,
+// which would refuse them as not a phone number. Real numbers are longer
+// even in national form.
+func IsExtension(raw string) bool {
+	s := strings.TrimSpace(raw)
+	if len(s) < 2 || len(s) > 6 {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if s[i] < '0' || s[i] > '9' {
+			return false
+		}
+	}
+	return true
+}
+
 // NormalizePhone turns a caller number in any common form (+1 415-555-1234,
 // 4155551234, sip:+14155551234@host, tel:+1...) into E.164, reading numbers
 // without a country code in region. Withheld numbers give "" and no error.

@@ -166,3 +166,22 @@ func TestNANPFastPathMatchesTheLibrary(t *testing.T) {
 		}
 	}
 }
+
+func TestIsExtension(t *testing.T) {
+	for ani, want := range map[string]bool{
+		"1001": true, " 42 ": true, "200": true, "123456": true,
+		"1": false, "1234567": false, "4155551234": false, "+1001": false, "+14155551234": false,
+		"": false, "anonymous": false, "10 01": false, "1001a": false, "sip:1001@pbx": false,
+	} {
+		if got := core.IsExtension(ani); got != want {
+			t.Errorf("IsExtension(%q) = %v, want %v", ani, got, want)
+		}
+	}
+	// Nothing the extension rule takes is a number the engine would
+	// accept: skipping it never loses a caller.
+	for _, ani := range []string{"10", "200", "1001", "99999", "123456"} {
+		if n, err := core.NormalizePhone(ani, "US"); err == nil && n != "" {
+			t.Errorf("%q is an extension but normalises to %q", ani, n)
+		}
+	}
+}

@@ -69,7 +69,8 @@ type Options struct {
 	// pop_error, end_error, unmapped_agent (a ringing endpoint no rule
 	// maps), ended_while_disconnected (a call found gone after a
 	// reconnect), reconcile_error, call_expired (no hang-up within
-	// MaxCallAge). It must be fast and must not block.
+	// MaxCallAge), internal_call (the caller number is an extension). It
+	// must be fast and must not block.
 	Count func(event string)
 }
 

@@ -613,3 +613,39 @@ func TestRESTReusesConnections(t *testing.T) {
 		t.Errorf("%d connections for %d calls' REST requests: they are not being reused", dials, calls)
 	}
 }
+
+// An agent calling an agent rings with an extension as the caller number.
+// It identifies no customer: counted as an internal call, not resolved, not
+// popped, not saved, and without the resolve_error and end_error (and their
+// warnings) that asking the engine about "1002" used to cost. The external
+// call after it is handled as usual.
+func TestInternalCallIsNotResolved(t *testing.T) {
+	eng := newEngine(t)
+	fake := newFake(t)
+	popper, sub := startNATS(t)
+	popped := pops(t, sub)
+	spy := &spyCalls{Calls: eng, ends: make(chan core.EndRequest, 8)}
+	cnt := newCounter()
+	r := run(t, Options{URL: fake.url(), Mode: ModeObserve, Calls: spy, Popper: popper, Count: cnt.Count})
+	ws := fake.accept()
+	lines := fixture(t, "sip_ringing.jsonl")
+	internal, external := variant(lines, 1, "1002"), variant(lines, 2, "")
+	fake.play(ws, internal...)
+	fake.play(ws, external...)
+
+	p := recvPop(t, popped)
+	if p.ANI != "+14155559876" || p.Context == nil {
+		t.Errorf("first pop %+v, want the external call's", p)
+	}
+	end := recvEnd(t, spy.ends)
+	if end.CallID != p.CallID {
+		t.Errorf("end %+v, want the external call's", end)
+	}
+	r.stop(t)
+	if len(spy.ends) != 0 || len(popped) != 0 {
+		t.Errorf("%d more ends, %d more pops: the internal call was treated as a customer's", len(spy.ends), len(popped))
+	}
+	if cnt.get("internal_call") != 1 || cnt.get("resolve_error") != 0 || cnt.get("end_error") != 0 {
+		t.Errorf("counts: internal_call %d resolve_error %d end_error %d", cnt.get("internal_call"), cnt.get("resolve_error"), cnt.get("end_error"))
+	}
+}

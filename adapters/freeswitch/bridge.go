@@ -44,7 +44,9 @@ type Options struct {
 	Logger *slog.Logger
 	// Count, if set, is told about things worth a counter: "reconnect",
 	// "resolve_timeout", "resolve_error", "malformed_event", "pop_error",
-	// "end_error", "end_skipped", "setvar_error", "continue_error".
+	// "end_error", "end_skipped", "setvar_error", "continue_error",
+	// "hangup_lost" (found by the sweep), "internal_call" (the caller
+	// number is an extension).
 	Count func(event string)
 	// BackoffMin and BackoffMax bound the wait between reconnects (500ms, 30s).
 	BackoffMin, BackoffMax time.Duration

@@ -243,3 +243,38 @@ func TestReconnectsDoNotLeakGoroutines(t *testing.T) {
 		t.Fatalf("goroutines grew from %d to %d over 20 reconnects", before, after)
 	}
 }
+
+// An agent calling an agent rings with an extension as the caller number.
+// That identifies no customer: it is counted as an internal call, neither
+// resolved nor saved (the agent's pop shows the extension, without
+// context), and it costs no warning (the engine would refuse
+// "1002" as not a phone number: a resolve_error and an end_error per call).
+// The external call after it is handled as usual.
+func TestInternalCallIsNotResolved(t *testing.T) {
+	h := start(t, "ring", nil)
+	seedJane(t, h.engine)
+	fx := loadFixture(t, "ring")
+	h.fs.play(t, h.fs.current(t), fx.render(1, "", nil, "%2B14155551234", "1002"))
+	h.counts.wait(t, "internal_call", 1)
+	h.fs.play(t, h.fs.current(t), fx.render(2, "", nil))
+	// Both agents' phones ring and pop; the internal call's pop says who
+	// rings (1002) with no customer context.
+	for _, p := range h.pops.wait(t, 2) {
+		internal := p.CallID == "fs-"+callUUID(1, 0)
+		if internal != (p.Context == nil) || internal && p.ANI != "1002" {
+			t.Errorf("pop %+v", p)
+		}
+	}
+	eventually(t, "the external call saved", func() bool { _, ok := history(t, h.engine, "cust_jane", "fs-"+callUUID(2, 0)); return ok })
+	for _, ev := range []string{"resolve_error", "end_error"} {
+		if n := h.counts.get(ev); n != 0 {
+			t.Errorf("%s counted %d times", ev, n)
+		}
+	}
+	if n := h.counts.get("internal_call"); n != 1 {
+		t.Errorf("internal_call counted %d times, want 1", n)
+	}
+	if _, ok := history(t, h.engine, "cust_jane", "fs-"+callUUID(1, 0)); ok {
+		t.Error("the internal call was saved to a customer")
+	}
+}
