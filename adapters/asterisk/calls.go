@@ -335,11 +335,9 @@ func (d *dispatcher) resolve(c *call, chanID string, fetch, pop bool) {
 		waiting := c.waiting
 		c.waiting = nil
 		c.mu.Unlock()
-		if res != nil {
-			for _, w := range waiting {
-				w.Context = res
-				b.publish(w)
-			}
+		for _, w := range waiting { // agents ringing meanwhile; see pop
+			w.Context = res
+			b.publish(w)
 		}
 		switch {
 		case errors.Is(err, errNoHints) && core.IsExtension(c.ani):
@@ -490,11 +488,12 @@ func (b *Bridge) continueCall(c *call, key *ari.Key) {
 	b.log.Error("continuing the call in the dialplan failed; will retry after reconnecting", "call_id", c.id, "err", err)
 }
 
+// pop publishes an agent's pop once the caller is resolved, with the
+// context, or without it when the caller could not be resolved (withheld,
+// an extension, the engine failing): the agent's phone rings either way,
+// and the desktop shows who rings (as the FreeSWITCH bridge does).
 func (b *Bridge) pop(c *call, p core.Pop) {
 	<-c.resolved
-	if c.res == nil {
-		return
-	}
 	p.Context = c.res
 	b.publish(p)
 }
