@@ -104,6 +104,15 @@ func IsExtension(raw string) bool {
 	return true
 }
 
+// CallerANI is the caller number a PBX bridge should resolve: raw, or ""
+// for an extension (see IsExtension).
+func CallerANI(raw string) string {
+	if IsExtension(raw) {
+		return ""
+	}
+	return raw
+}
+
 // NormalizePhone turns a caller number in any common form (+1 415-555-1234,
 // 4155551234, sip:+14155551234@host, tel:+1...) into E.164, reading numbers
 // without a country code in region. Withheld numbers give "" and no error.

@@ -303,7 +303,7 @@ func (d *dispatcher) resolve(c *call, chanID string, fetch, pop bool) {
 	}
 	c.resolving = true
 	b := d.b
-	req := core.StartRequest{CallID: c.id, Hints: core.Hints{ANI: callerANI(c.ani), DNIS: c.dnis}}
+	req := core.StartRequest{CallID: c.id, Hints: core.Hints{ANI: core.CallerANI(c.ani), DNIS: c.dnis}}
 	if len(c.ext) > 0 {
 		req.Hints.ExternalIDs = make(map[string]string, len(c.ext))
 		for k, v := range c.ext {
@@ -360,16 +360,6 @@ func (d *dispatcher) resolve(c *call, chanID string, fetch, pop bool) {
 }
 
 var errNoHints = errors.New("no caller number or IVR hints")
-
-// callerANI is the caller number to resolve: none for an extension (an
-// agent calling an agent), which identifies no customer and which the
-// engine would refuse as not a phone number.
-func callerANI(ani string) string {
-	if core.IsExtension(ani) {
-		return ""
-	}
-	return ani
-}
 
 func (b *Bridge) fetchHints(ctx context.Context, chanID string) map[string]string {
 	type kv struct{ kind, value string }
@@ -536,7 +526,7 @@ func (d *dispatcher) end(c *call, ch *channel, ts string, at time.Time) {
 	if s := c.vars[varSummary]; s != "" {
 		req.Variables = map[string]string{"summary": s}
 	}
-	hints := core.Hints{ANI: callerANI(c.ani), DNIS: c.dnis}
+	hints := core.Hints{ANI: core.CallerANI(c.ani), DNIS: c.dnis}
 	if len(c.ext) > 0 {
 		hints.ExternalIDs = make(map[string]string, len(c.ext))
 		for k, v := range c.ext {

@@ -322,23 +322,13 @@ func (c *call) externalIDs() map[string]string {
 	return ext
 }
 
-// callerANI is the caller number to resolve: none for an extension (an
-// agent calling an agent), which identifies no customer and which the
-// engine would refuse as not a phone number.
-func callerANI(ani string) string {
-	if core.IsExtension(ani) {
-		return ""
-	}
-	return ani
-}
-
 // startResolve begins the one Start of this call, if there is anything to
 // resolve from. It does not wait.
 func (c *call) startResolve() bool {
 	if c.started {
 		return true
 	}
-	h := core.Hints{ANI: callerANI(c.ani), DNIS: c.dnis, ExternalIDs: c.externalIDs()}
+	h := core.Hints{ANI: core.CallerANI(c.ani), DNIS: c.dnis, ExternalIDs: c.externalIDs()}
 	if h.ANI == "" && len(h.ExternalIDs) == 0 {
 		if core.IsExtension(c.ani) && !c.internal {
 			c.internal = true
@@ -575,7 +565,7 @@ func (c *call) end(why string) {
 	if c.awaitResult(c.resDone, time.Now().Add(startTimeout)) && c.res != nil {
 		req.CustomerRef = c.res.CustomerRef
 	}
-	if h := (core.Hints{ANI: callerANI(c.ani), DNIS: c.dnis, ExternalIDs: c.externalIDs()}); h.ANI != "" || h.DNIS != "" || len(h.ExternalIDs) > 0 {
+	if h := (core.Hints{ANI: core.CallerANI(c.ani), DNIS: c.dnis, ExternalIDs: c.externalIDs()}); h.ANI != "" || h.DNIS != "" || len(h.ExternalIDs) > 0 {
 		req.Hints = &h
 	}
 	if req.CustomerRef == "" && (req.Hints == nil || req.Hints.ANI == "" && len(req.Hints.ExternalIDs) == 0) {
