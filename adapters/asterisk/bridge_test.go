@@ -38,20 +38,14 @@ func isType(typ string) func(string) bool {
 
 func TestStasisSetsVariablesAndContinues(t *testing.T) {
 	ctx := context.Background()
-	eng := newEngine(t)
+	h := startRig(t, ModeStasis)
 	// Jane chatted earlier about a refund, leaving her phone number.
-	if _, err := eng.End(ctx, core.EndRequest{CallID: "chat_1", CustomerRef: "cust_jane",
+	if _, err := h.eng.End(ctx, core.EndRequest{CallID: "chat_1", CustomerRef: "cust_jane",
 		Intent: "refund_status", IntentStatus: core.StatusOpen,
 		Variables: map[string]string{"channel": "chat", "phone": "+14155551234", "summary": "Asked about a refund"}}); err != nil {
 		t.Fatal(err)
 	}
-	fake := newFake(t)
-	popper, sub := startNATS(t)
-	popped := pops(t, sub)
-	spy := &spyCalls{Calls: eng, ends: make(chan core.EndRequest, 8)}
-	cnt := newCounter()
-	r := run(t, Options{URL: fake.url(), Mode: ModeStasis, Calls: spy, Popper: popper, Count: cnt.Count})
-	ws := fake.accept()
+	release := h.fake.holdSubscriptions(t)
 
 	lines := fixture(t, "sip_stasis.jsonl")
 	head, tail := until(lines, isType("StasisStart"))
@@ -64,10 +58,25 @@ func TestStasisSetsVariablesAndContinues(t *testing.T) {
 			n++
 		}
 	}
-	fake.play(ws, head...)
+	h.fake.play(h.ws, head...)
 	const id = "1795549228.0"
-	fake.waitContinued(id)
-	got := fake.varsOf(id)
+	// The call leaves Stasis only once its channel is subscribed to, so
+	// that a hang-up right after the continue is still heard: with the
+	// subscription's answer held, the variables get set but the call stays.
+	waitFor(t, "the variables set and the subscription asked for", func() bool {
+		h.fake.mu.Lock()
+		defer h.fake.mu.Unlock()
+		return len(h.fake.vars[id]) >= 6 && h.fake.subsWaiting == 1
+	})
+	h.fake.mu.Lock()
+	early := h.fake.continued[id]
+	h.fake.mu.Unlock()
+	if early {
+		t.Error("continued before the channel subscription was in place")
+	}
+	release()
+	h.fake.waitContinued(id)
+	got := h.fake.varsOf(id)
 	want := map[string]string{"STICKY_CUSTOMER_REF": "cust_jane", "STICKY_OPEN_INTENT": "refund_status",
 		"STICKY_ATTEMPTS": "1", "STICKY_RECOMMENDATION": "ignore", "STICKY_LEVEL": "low", "STICKY_CONFIDENCE": "0.40"}
 	for k, v := range want {
@@ -82,14 +91,14 @@ func TestStasisSetsVariablesAndContinues(t *testing.T) {
 		}
 	}
 
-	p := recvPop(t, popped)
+	p := recvPop(t, h.popped)
 	if p.CallID != "ast-"+id || p.PBX != "asterisk" || p.PBXCallID != id || p.ANI != "+14155551234" ||
 		p.DNIS != "5551000" || p.Context == nil || p.Context.CustomerRef != "cust_jane" {
 		t.Errorf("pop = %+v", p)
 	}
 
-	fake.play(ws, tail...)
-	end := recvEnd(t, spy.ends)
+	h.fake.play(h.ws, tail...)
+	end := recvEnd(t, h.spy.ends)
 	if end.CallID != "ast-"+id || !end.Merge || end.Intent != "refund_status" || end.IntentStatus != "resolved" ||
 		end.Variables["summary"] != "Refund confirmed by IVR" {
 		t.Errorf("end = %+v", end)
@@ -98,7 +107,7 @@ func TestStasisSetsVariablesAndContinues(t *testing.T) {
 	if want := time.Date(2026, 11, 24, 19, 40, 32, 79e6, time.UTC); !end.EndedAt.Equal(want) {
 		t.Errorf("ended at %v, want %v", end.EndedAt, want)
 	}
-	prof, err := eng.Customer(ctx, "cust_jane", 10)
+	prof, err := h.eng.Customer(ctx, "cust_jane", 10)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -120,13 +129,11 @@ func TestStasisSetsVariablesAndContinues(t *testing.T) {
 	if len(prof.OpenIntents) != 0 {
 		t.Errorf("refund_status was resolved on the phone; open intents: %+v", prof.OpenIntents)
 	}
-	fake.mu.Lock()
-	q, subs, early := fake.queries[0], fake.subs, fake.subsAtContinue[id]
-	fake.mu.Unlock()
-	// The call leaves Stasis only once its channel is subscribed to: a
-	// hang-up right after the continue must still be heard.
-	if !slices.Contains(early, "channel:"+id) {
-		t.Errorf("subscriptions when the call was continued = %v, want the call's channel", early)
+	h.fake.mu.Lock()
+	q, subs, atContinue := h.fake.queries[0], h.fake.subs, h.fake.subsAtContinue[id]
+	h.fake.mu.Unlock()
+	if !slices.Contains(atContinue, "channel:"+id) {
+		t.Errorf("subscriptions when the call was continued = %v, want the call's channel", atContinue)
 	}
 	if strings.Contains(q, "subscribeAll") || !strings.Contains(q, "app=sticky") {
 		t.Errorf("stasis mode websocket query = %q", q)
@@ -134,9 +141,9 @@ func TestStasisSetsVariablesAndContinues(t *testing.T) {
 	if len(subs) != 1 || subs[0] != "channel:"+id {
 		t.Errorf("subscriptions = %v, want the call's channel (to see its hang-up)", subs)
 	}
-	r.stop(t)
+	h.r.stop(t)
 	for _, ev := range []string{"resolve_error", "resolve_timeout", "continue_error", "pop_error", "end_error"} {
-		if n := cnt.get(ev); n != 0 {
+		if n := h.cnt.get(ev); n != 0 {
 			t.Errorf("%s counted %d times", ev, n)
 		}
 	}
@@ -184,17 +191,10 @@ func TestObserveRingingPopsAgent(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.file, func(t *testing.T) {
-			eng := newEngine(t)
-			fake := newFake(t)
-			popper, sub := startNATS(t)
-			popped := pops(t, sub)
-			spy := &spyCalls{Calls: eng, ends: make(chan core.EndRequest, 8)}
-			cnt := newCounter()
-			r := run(t, Options{URL: fake.url(), Mode: ModeObserve, Calls: spy, Popper: popper, Count: cnt.Count})
-			ws := fake.accept()
-			fake.play(ws, fixture(t, tc.file)...)
+			h := startRig(t, ModeObserve)
+			h.fake.play(h.ws, fixture(t, tc.file)...)
 
-			p := recvPop(t, popped)
+			p := recvPop(t, h.popped)
 			if p.Agent != "agent" || p.CallID != "ast-"+tc.call || p.PBXCallID != tc.peer || p.ANI != tc.ani ||
 				p.DNIS != tc.dnis || p.Queue != tc.queue || p.Context == nil || p.Context.CustomerRef == "" {
 				t.Errorf("pop = %+v", p)
@@ -202,21 +202,21 @@ func TestObserveRingingPopsAgent(t *testing.T) {
 			if p.RangAt.IsZero() || p.RangAt.Year() != 2026 {
 				t.Errorf("rang_at = %v, want the Dial event's time", p.RangAt)
 			}
-			end := recvEnd(t, spy.ends)
+			end := recvEnd(t, h.spy.ends)
 			if end.CallID != "ast-"+tc.call || !end.Merge || end.EndedAt.IsZero() {
 				t.Errorf("end = %+v", end)
 			}
-			r.stop(t)
-			if err := sub.Flush(); err != nil {
+			h.r.stop(t)
+			if err := h.sub.Flush(); err != nil {
 				t.Fatal(err)
 			}
-			if len(popped) != 0 {
-				t.Errorf("%d extra pops: one ringing agent pops once", len(popped))
+			if len(h.popped) != 0 {
+				t.Errorf("%d extra pops: one ringing agent pops once", len(h.popped))
 			}
-			fake.mu.Lock()
-			q, subs := fake.queries[0], fake.subs
-			cont := len(fake.continued)
-			fake.mu.Unlock()
+			h.fake.mu.Lock()
+			q, subs := h.fake.queries[0], h.fake.subs
+			cont := len(h.fake.continued)
+			h.fake.mu.Unlock()
 			if !strings.Contains(q, "subscribeAll=true") {
 				t.Errorf("observe mode websocket query = %q", q)
 			}
@@ -265,47 +265,40 @@ func TestBothModesAtOnce(t *testing.T) {
 }
 
 func TestAsteriskRestartMidCall(t *testing.T) {
-	eng := newEngine(t)
-	fake := newFake(t)
-	popper, sub := startNATS(t)
-	popped := pops(t, sub)
-	spy := &spyCalls{Calls: eng, ends: make(chan core.EndRequest, 8)}
-	cnt := newCounter()
-	r := run(t, Options{URL: fake.url(), Mode: ModeObserve, Calls: spy, Popper: popper, Count: cnt.Count})
-	ws := fake.accept()
+	h := startRig(t, ModeObserve)
 
 	lines := fixture(t, "sip_ringing.jsonl")
 	head, _ := until(lines, func(l string) bool { return eventType(l) == "Dial" && strings.Contains(l, `"dialstatus": "RINGING"`) })
-	fake.play(ws, head...)
-	if p := recvPop(t, popped); p.CallID != "ast-1795549246.1" {
+	h.fake.play(h.ws, head...)
+	if p := recvPop(t, h.popped); p.CallID != "ast-1795549246.1" {
 		t.Fatalf("pop = %+v", p)
 	}
 
 	// Asterisk restarts while the agent's phone rings: the call is gone.
-	fake.restart("02:fc:00:00:00:02")
-	ws = fake.accept()
-	end := recvEnd(t, spy.ends)
+	h.fake.restart("02:fc:00:00:00:02")
+	h.ws = h.fake.accept()
+	end := recvEnd(t, h.spy.ends)
 	if end.CallID != "ast-1795549246.1" {
 		t.Errorf("end = %+v", end)
 	}
-	waitFor(t, "reconnected status", func() bool { up, _ := r.b.Status(); return up })
-	if cnt.get("reconnect") != 1 || cnt.get("ended_while_disconnected") != 1 {
-		t.Errorf("reconnect=%d ended_while_disconnected=%d", cnt.get("reconnect"), cnt.get("ended_while_disconnected"))
+	waitFor(t, "reconnected status", func() bool { up, _ := h.r.b.Status(); return up })
+	if h.cnt.get("reconnect") != 1 || h.cnt.get("ended_while_disconnected") != 1 {
+		t.Errorf("reconnect=%d ended_while_disconnected=%d", h.cnt.get("reconnect"), h.cnt.get("ended_while_disconnected"))
 	}
 
 	// The next call after the restart works end to end.
 	next := variant(lines, 1, "+14155550001")
-	fake.play(ws, next...)
-	p := recvPop(t, popped)
+	h.fake.play(h.ws, next...)
+	p := recvPop(t, h.popped)
 	if p.Agent != "agent" || p.ANI != "+14155550001" || p.CallID != "ast-3000000001.1" {
 		t.Errorf("pop after restart = %+v", p)
 	}
-	if end := recvEnd(t, spy.ends); end.CallID != "ast-3000000001.1" {
+	if end := recvEnd(t, h.spy.ends); end.CallID != "ast-3000000001.1" {
 		t.Errorf("end after restart = %+v", end)
 	}
-	fake.mu.Lock()
-	subs := len(fake.subs)
-	fake.mu.Unlock()
+	h.fake.mu.Lock()
+	subs := len(h.fake.subs)
+	h.fake.mu.Unlock()
 	if subs != 2 {
 		t.Errorf("%d subscriptions, want one per connection", subs)
 	}
@@ -621,37 +614,30 @@ func TestRESTReusesConnections(t *testing.T) {
 // engine about "1002" used to cost. The external
 // call after it is handled as usual.
 func TestInternalCallIsNotResolved(t *testing.T) {
-	eng := newEngine(t)
-	fake := newFake(t)
-	popper, sub := startNATS(t)
-	popped := pops(t, sub)
-	spy := &spyCalls{Calls: eng, ends: make(chan core.EndRequest, 8)}
-	cnt := newCounter()
-	r := run(t, Options{URL: fake.url(), Mode: ModeObserve, Calls: spy, Popper: popper, Count: cnt.Count})
-	ws := fake.accept()
+	h := startRig(t, ModeObserve)
 	lines := fixture(t, "sip_ringing.jsonl")
 	internal, external := variant(lines, 1, "1002"), variant(lines, 2, "")
-	fake.play(ws, internal...)
-	fake.play(ws, external...)
+	h.fake.play(h.ws, internal...)
+	h.fake.play(h.ws, external...)
 
 	// Both agents' phones ring and pop; the internal call's pop says who
 	// rings (1002) with no customer context.
 	for range 2 {
-		p := recvPop(t, popped)
+		p := recvPop(t, h.popped)
 		internal := p.ANI == "1002"
 		if internal == (p.Context != nil) || !internal && p.ANI != "+14155559876" {
 			t.Errorf("pop %+v", p)
 		}
 	}
-	end := recvEnd(t, spy.ends)
+	end := recvEnd(t, h.spy.ends)
 	if end.CallID != "ast-3000000002.1" {
 		t.Errorf("end %+v, want the external call's", end)
 	}
-	r.stop(t)
-	if len(spy.ends) != 0 || len(popped) != 0 {
-		t.Errorf("%d more ends, %d more pops", len(spy.ends), len(popped))
+	h.r.stop(t)
+	if len(h.spy.ends) != 0 || len(h.popped) != 0 {
+		t.Errorf("%d more ends, %d more pops", len(h.spy.ends), len(h.popped))
 	}
-	if cnt.get("internal_call") != 1 || cnt.get("resolve_error") != 0 || cnt.get("end_error") != 0 {
-		t.Errorf("counts: internal_call %d resolve_error %d end_error %d", cnt.get("internal_call"), cnt.get("resolve_error"), cnt.get("end_error"))
+	if h.cnt.get("internal_call") != 1 || h.cnt.get("resolve_error") != 0 || h.cnt.get("end_error") != 0 {
+		t.Errorf("counts: internal_call %d resolve_error %d end_error %d", h.cnt.get("internal_call"), h.cnt.get("resolve_error"), h.cnt.get("end_error"))
 	}
 }

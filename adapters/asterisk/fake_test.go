@@ -108,13 +108,17 @@ type fakeAsterisk struct {
 	subs    []string // application subscriptions
 	// subsAtContinue: the subscriptions made when each channel was continued.
 	subsAtContinue map[string][]string
-	vars           map[string][][2]string // channel → variables set, in order
-	continued      map[string]bool
-	gets           int             // GET .../variable requests
-	dials          int             // TCP connections accepted
-	live           map[string]bool // channels Asterisk has now
-	lists          int             // GET /ari/channels requests answered
-	changed        *sync.Cond
+	// holdSubs, when set, holds every subscription's answer until it is
+	// closed; subsWaiting counts the ones held now.
+	holdSubs    chan struct{}
+	subsWaiting int
+	vars        map[string][][2]string // channel → variables set, in order
+	continued   map[string]bool
+	gets        int             // GET .../variable requests
+	dials       int             // TCP connections accepted
+	live        map[string]bool // channels Asterisk has now
+	lists       int             // GET /ari/channels requests answered
+	changed     *sync.Cond
 
 	connected chan *websocket.Conn
 }
@@ -195,7 +199,16 @@ func newFake(t testing.TB) *fakeAsterisk {
 		var body struct{ EventSource string }
 		_ = json.NewDecoder(r.Body).Decode(&body)
 		f.mu.Lock()
-		f.subs = append(f.subs, body.EventSource)
+		hold := f.holdSubs
+		f.subsWaiting++
+		f.changed.Broadcast()
+		f.mu.Unlock()
+		if hold != nil {
+			<-hold
+		}
+		f.mu.Lock()
+		f.subsWaiting--
+		f.subs = append(f.subs, body.EventSource) // answered: in place
 		f.mu.Unlock()
 		fmt.Fprintf(w, `{"name":%q,"channel_ids":[],"bridge_ids":[],"endpoint_ids":[],"device_names":[]}`, r.PathValue("app"))
 	}))
@@ -350,6 +363,19 @@ func (f *fakeAsterisk) waitContinued(id string) {
 		f.mu.Unlock()
 		f.t.Fatalf("channel %s was never continued", id)
 	}
+}
+
+// holdSubscriptions makes the fake hold subscriptions' answers until the
+// returned release is called (also at the end of the test).
+func (f *fakeAsterisk) holdSubscriptions(t testing.TB) (release func()) {
+	hold := make(chan struct{})
+	f.mu.Lock()
+	f.holdSubs = hold
+	f.mu.Unlock()
+	var once sync.Once
+	release = func() { once.Do(func() { close(hold) }) }
+	t.Cleanup(release)
+	return release
 }
 
 func (f *fakeAsterisk) varsOf(id string) map[string]string {

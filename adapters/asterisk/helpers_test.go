@@ -12,6 +12,7 @@ import (
 
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
+	"golang.org/x/net/websocket"
 
 	"github.com/sticky-cc/sticky/core"
 	"github.com/sticky-cc/sticky/core/store"
@@ -241,4 +242,29 @@ func recvEnd(t testing.TB, ch <-chan core.EndRequest) core.EndRequest {
 		t.Fatal("the interaction was never saved")
 		return core.EndRequest{}
 	}
+}
+
+// rig is a bridge under test on a fake Asterisk: a real engine behind a spy
+// on its ends, real NATS pops, counted events, and the event websocket.
+type rig struct {
+	eng    *core.Engine
+	fake   *fakeAsterisk
+	sub    *nats.Conn
+	popped <-chan core.Pop
+	spy    *spyCalls
+	cnt    *counter
+	r      *running
+	ws     *websocket.Conn
+}
+
+func startRig(t *testing.T, mode string) *rig {
+	t.Helper()
+	h := &rig{eng: newEngine(t), fake: newFake(t), cnt: newCounter()}
+	var popper natsPopper
+	popper, h.sub = startNATS(t)
+	h.popped = pops(t, h.sub)
+	h.spy = &spyCalls{Calls: h.eng, ends: make(chan core.EndRequest, 8)}
+	h.r = run(t, Options{URL: h.fake.url(), Mode: mode, Calls: h.spy, Popper: popper, Count: h.cnt.Count})
+	h.ws = h.fake.accept()
+	return h
 }
