@@ -160,6 +160,16 @@ func (e *Engine) Bind(memoryID string) error {
 	return e.loadApplied()
 }
 
+// BoundMemory is the id of the shared log the store was bound to ("" if
+// none).
+func (e *Engine) BoundMemory() (id string, err error) {
+	err = e.db.View(func(t *store.Txn) error {
+		id, err = t.Memory()
+		return err
+	})
+	return id, err
+}
+
 // replicate appends cmd to the shared log and waits until this node has
 // applied it, so the writer reads its own write. The result is the one
 // every node computed for the entry.

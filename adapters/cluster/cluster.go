@@ -46,7 +46,7 @@ var validName = regexp.MustCompile(`^[A-Za-z0-9_-]{1,64}$`)
 
 // Options configures Open.
 type Options struct {
-	// Conn is the NATS connection (embedded or external server).
+	// Conn is the NATS connection (embedded or external server), for Open.
 	Conn *nats.Conn
 	// Name names the shared memory (STICKY_CLUSTER); nodes with the same
 	// name on the same NATS share it.
@@ -85,6 +85,7 @@ type Memory struct {
 	first     atomic.Uint64
 	following atomic.Bool // a consumer is delivering
 	caughtUp  atomic.Bool // has been level with the log since starting
+	opened    atomic.Bool
 
 	mu       sync.Mutex
 	writable bool
@@ -100,14 +101,8 @@ func StreamName(name string) string { return "STICKY_MEMORY_" + name }
 // Subject is where the entries of the memory called name are published.
 func Subject(name string) string { return "sticky.memory." + name }
 
-// Open checks the NATS and the stream and creates the stream if this is the
-// first node of the memory. It refuses, before writing anything, a NATS
-// without JetStream, a stream that is not a Sticky memory of this name,
-// and an encryption key other than the one the memory was created with.
-func Open(ctx context.Context, o Options) (*Memory, error) {
-	if o.Conn == nil {
-		return nil, errors.New("cluster: no NATS connection")
-	}
+// New checks the options; Open then connects the memory to NATS.
+func New(o Options) (*Memory, error) {
 	if !validName.MatchString(o.Name) {
 		return nil, fmt.Errorf("the cluster name %q must be 1-64 letters, digits, '_' or '-'", o.Name)
 	}
@@ -126,22 +121,46 @@ func Open(ctx context.Context, o Options) (*Memory, error) {
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
-	js, err := jetstream.New(o.Conn)
-	if err != nil {
-		return nil, err
-	}
-	m := &Memory{opts: o, log: o.Logger.With("component", "cluster"), js: js,
-		stream: StreamName(o.Name), subject: Subject(o.Name), why: "starting"}
+	return &Memory{opts: o, log: o.Logger.With("component", "cluster"),
+		stream: StreamName(o.Name), subject: Subject(o.Name), why: "not connected to NATS yet"}, nil
+}
 
-	wctx, cancel := context.WithTimeout(ctx, o.WaitConnected)
+// Open checks the NATS and the stream and creates the stream if this is the
+// first node of the memory. It refuses, before writing anything, a NATS
+// without JetStream, a stream that is not a Sticky memory of this name,
+// and an encryption key other than the one the memory was created with.
+// Until Open succeeds, Append refuses.
+func (m *Memory) Open(ctx context.Context, nc *nats.Conn) error {
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return err
+	}
+	m.js = js
+	wctx, cancel := context.WithTimeout(ctx, m.opts.WaitConnected)
 	defer cancel()
 	info, err := m.ensureStream(wctx)
 	if err != nil {
-		return nil, err
+		return err
 	}
-	m.id = o.Name + "@" + info.Created.UTC().Format(time.RFC3339Nano)
+	m.id = m.opts.Name + "@" + info.Created.UTC().Format(time.RFC3339Nano)
 	m.observe(info)
 	m.setWritable(info.Cluster == nil || info.Cluster.Leader != "", "no stream leader")
+	m.opened.Store(true)
+	return nil
+}
+
+// Open is New and Memory.Open in one.
+func Open(ctx context.Context, o Options) (*Memory, error) {
+	m, err := New(o)
+	if err != nil {
+		return nil, err
+	}
+	if o.Conn == nil {
+		return nil, errors.New("cluster: no NATS connection")
+	}
+	if err := m.Open(ctx, o.Conn); err != nil {
+		return nil, err
+	}
 	return m, nil
 }
 
@@ -172,27 +191,36 @@ func (m *Memory) ensureStream(ctx context.Context) (*jetstream.StreamInfo, error
 	}
 	var lastErr error
 	for {
-		info, err := m.streamInfo(ctx)
+		// Each attempt has its own deadline: a request sent before the
+		// JetStream cluster has a leader gets no answer at all.
+		actx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		info, err := m.streamInfo(actx)
 		if err == nil {
+			cancel()
 			return info, m.verify(info)
 		}
 		if errors.Is(err, jetstream.ErrJetStreamNotEnabled) || errors.Is(err, jetstream.ErrJetStreamNotEnabledForAccount) {
+			cancel()
 			return nil, errors.New("the NATS server has no JetStream: a cluster needs JetStream enabled (nats-server -js, or jetstream {} in its config)")
 		}
 		if errors.Is(err, jetstream.ErrStreamNotFound) {
-			s, cerr := m.js.CreateStream(ctx, cfg)
+			s, cerr := m.js.CreateStream(actx, cfg)
 			if cerr == nil {
+				cancel()
 				m.log.Info("created the shared memory", "stream", m.stream, "replicas", m.opts.Replicas)
 				return s.CachedInfo(), nil
 			}
 			if errors.Is(cerr, jetstream.ErrStreamNameAlreadyInUse) {
+				cancel()
 				continue // another node created it first
 			}
 			if strings.Contains(cerr.Error(), "replicas") || strings.Contains(cerr.Error(), "insufficient resources") {
+				cancel()
 				return nil, fmt.Errorf("cannot create the shared memory with %d replicas: %v (STICKY_CLUSTER_REPLICAS must not exceed the NATS servers with JetStream; 1 for a single server)", m.opts.Replicas, cerr)
 			}
 			err = cerr
 		}
+		cancel()
 		lastErr = err
 		select {
 		case <-ctx.Done():
@@ -236,6 +264,9 @@ func (m *Memory) ID() string { return m.id }
 // Append publishes entry and returns its sequence once the stream's
 // replicas have it.
 func (m *Memory) Append(ctx context.Context, entry []byte) (uint64, error) {
+	if !m.opened.Load() {
+		return 0, errors.New("not connected to the shared memory yet")
+	}
 	ctx, cancel := context.WithTimeout(ctx, m.opts.AppendTimeout)
 	defer cancel()
 	ack, err := m.js.Publish(ctx, m.subject, entry, jetstream.WithExpectStream(m.stream))

@@ -95,7 +95,13 @@ func itoa(n int) string {
 func WriteError(w http.ResponseWriter, err error) {
 	b := Envelope(err)
 	b.Code = 0
-	writeEnvelope(w, Status(err), b)
+	status := Status(err)
+	if status == http.StatusServiceUnavailable {
+		// Unavailable is always "try again soon": a full disk being
+		// cleared, a cluster re-electing its leader.
+		w.Header().Set("Retry-After", "1")
+	}
+	writeEnvelope(w, status, b)
 }
 
 // Fail writes an error envelope for a status that did not come from the engine.

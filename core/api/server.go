@@ -304,6 +304,10 @@ func (s *Server) start(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	res, err := s.engine.Start(r.Context(), req)
+	if err == nil && res.Consistency != "" {
+		// Answered from this node's copy; the body says so too.
+		w.Header().Set("Sticky-Consistency", res.Consistency)
+	}
 	s.reply(w, r, res, err)
 }
 

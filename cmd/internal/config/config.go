@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/url"
 	"os"
 	"reflect"
 	"regexp"
@@ -38,6 +39,7 @@ type Config struct {
 
 	Identity Identity `yaml:"identity"`
 	Adapters Adapters `yaml:"adapters"`
+	Cluster  Cluster  `yaml:"cluster"`
 
 	NATS NATS `yaml:"nats"`
 	ARI  ARI  `yaml:"ari"`
@@ -62,10 +64,24 @@ type NATS struct {
 	WSAllowedOrigins []string `yaml:"ws_allowed_origins" env:"STICKY_NATS_WS_ALLOWED_ORIGINS" flag:"nats-ws-allowed-origins" help:"page origins allowed to open the NATS websocket (default: any; agents must still sign in)"`
 	// PopRetention is how long pops stay in the stream for late desktops.
 	PopRetention time.Duration `yaml:"pop_retention" env:"STICKY_POP_RETENTION" flag:"pop-retention" help:"how long pops are kept for desktops that connect late"`
+	// ServerName, ClusterAddr and Routes let the embedded servers of
+	// several nodes form one NATS cluster, so that a clustered Sticky needs
+	// no NATS of its own.
+	ServerName  string   `yaml:"server_name" env:"STICKY_NATS_SERVER_NAME" flag:"nats-server-name" help:"embedded NATS server name, unique in its NATS cluster (default: host name and cluster port)"`
+	ClusterAddr string   `yaml:"cluster_addr" env:"STICKY_NATS_CLUSTER_ADDR" flag:"nats-cluster-addr" help:"embedded NATS route listener for other nodes' servers (empty: not clustered)"`
+	Routes      []string `yaml:"routes" env:"STICKY_NATS_ROUTES" flag:"nats-routes" help:"comma-separated nats-route://host:port of the other nodes' embedded servers"`
 	// Agents are the desktop logins of the embedded server.
 	Agents []Agent `yaml:"agents"`
 	// AgentsFile holds agents as YAML (a list), so passwords stay out of the main file.
 	AgentsFile string `yaml:"agents_file" env:"STICKY_AGENTS_FILE" flag:"agents-file" help:"YAML list of agent logins for the desktop"`
+}
+
+// Cluster makes several nodes share one customer memory, replicated by
+// NATS JetStream.
+type Cluster struct {
+	Name     string `yaml:"name" env:"STICKY_CLUSTER" flag:"cluster" help:"name of the shared memory: nodes with the same name on the same NATS share it (empty: a standalone node)"`
+	Replicas int    `yaml:"replicas" env:"STICKY_CLUSTER_REPLICAS" flag:"cluster-replicas" help:"copies JetStream keeps of the shared memory (3; 1 for a single NATS server)"`
+	MaxLag   int    `yaml:"max_lag" env:"STICKY_CLUSTER_MAX_LAG" flag:"cluster-max-lag" help:"log entries a node may be behind and still report ready"`
 }
 
 // Agent is one desktop login.
@@ -138,6 +154,7 @@ func Defaults() Config {
 		MinFreeMiB:      256,
 		Identity:        Identity{ANI: 0.40, Email: 0.30, ExternalID: 0.20, Recency: 0.10, RecencyWindow: 30 * 24 * time.Hour},
 		Adapters:        Adapters{ReplayWindow: 5 * time.Minute, TicketPattern: `\[([A-Z][A-Z0-9]*-\d+)\]`},
+		Cluster:         Cluster{Replicas: 3, MaxLag: 1000},
 		NATS: NATS{
 			Addr:         "127.0.0.1:4222",
 			WSAddr:       "127.0.0.1:4223",
@@ -268,6 +285,12 @@ func setValue(v reflect.Value, s, setting string) error {
 			return &Error{setting, fmt.Sprintf("%q is not a duration such as 300ms, 15s or 720h", s)}
 		}
 		v.SetInt(int64(d))
+	case int:
+		n, err := strconv.Atoi(s)
+		if err != nil {
+			return &Error{setting, fmt.Sprintf("%q is not a whole number", s)}
+		}
+		v.SetInt(int64(n))
 	case float64:
 		f, err := strconv.ParseFloat(s, 64)
 		if err != nil {
@@ -308,6 +331,31 @@ func (c Config) Validate() error {
 		{"STICKY_WEIGHT_EXTERNAL_ID (identity.external_id_weight)", c.Identity.ExternalID}, {"STICKY_WEIGHT_RECENCY (identity.recency_weight)", c.Identity.Recency}} {
 		if w.v < 0 || w.v > 1 {
 			return &Error{w.setting, "must be between 0 and 1"}
+		}
+	}
+	if c.Cluster.Name != "" && !clusterName.MatchString(c.Cluster.Name) {
+		return &Error{"STICKY_CLUSTER (cluster.name)", fmt.Sprintf("%q must be 1-64 letters, digits, '_' or '-'", c.Cluster.Name)}
+	}
+	if r := c.Cluster.Replicas; r < 1 || r > 5 {
+		return &Error{"STICKY_CLUSTER_REPLICAS (cluster.replicas)", "must be from 1 to 5"}
+	}
+	if c.Cluster.MaxLag < 1 {
+		return &Error{"STICKY_CLUSTER_MAX_LAG (cluster.max_lag)", "must be at least 1"}
+	}
+	if c.NATS.ClusterAddr != "" {
+		if _, port, err := net.SplitHostPort(c.NATS.ClusterAddr); err != nil || !validPort(port) {
+			return &Error{"STICKY_NATS_CLUSTER_ADDR (nats.cluster_addr)", fmt.Sprintf("%q is not host:port (e.g. 0.0.0.0:6222)", c.NATS.ClusterAddr)}
+		}
+		if c.NATS.URL != "" {
+			return &Error{"STICKY_NATS_CLUSTER_ADDR (nats.cluster_addr)", "clusters the embedded server, but STICKY_NATS_URL points at an external NATS"}
+		}
+	}
+	if len(c.NATS.Routes) > 0 && c.NATS.ClusterAddr == "" {
+		return &Error{"STICKY_NATS_ROUTES (nats.routes)", "needs STICKY_NATS_CLUSTER_ADDR: the embedded server must listen for routes too"}
+	}
+	for _, r := range c.NATS.Routes {
+		if u, err := url.Parse(r); err != nil || (u.Scheme != "nats-route" && u.Scheme != "nats") || u.Port() == "" {
+			return &Error{"STICKY_NATS_ROUTES (nats.routes)", fmt.Sprintf("%q is not nats-route://host:port", r)}
 		}
 	}
 	if c.MinFreeMiB < 0 {
@@ -366,6 +414,8 @@ func (c Config) Validate() error {
 	}
 	return nil
 }
+
+var clusterName = regexp.MustCompile(`^[A-Za-z0-9_-]{1,64}$`)
 
 func validPort(p string) bool {
 	n, err := strconv.Atoi(p)

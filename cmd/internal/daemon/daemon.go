@@ -167,8 +167,16 @@ func Run(ctx context.Context, name string, cfg config.Config, attach Attach, log
 	}()
 
 	m := newMetrics()
+	mem, err := newMemory(cfg, key, log)
+	if err != nil {
+		return err
+	}
+	var shared core.Log
+	if mem != nil {
+		shared = mem
+	}
 	engine := core.New(core.Options{
-		Store: db, DefaultRegion: cfg.DefaultRegion, Logger: log, Observer: m,
+		Store: db, DefaultRegion: cfg.DefaultRegion, Logger: log, Observer: m, Log: shared,
 		VariableTTL: cfg.VariableTTL, IntentWindow: cfg.IntentWindow,
 		Weights: core.Weights{ANI: cfg.Identity.ANI, Email: cfg.Identity.Email, ExternalID: cfg.Identity.ExternalID,
 			Recency: cfg.Identity.Recency, RecencyWindow: cfg.Identity.RecencyWindow},
@@ -202,11 +210,6 @@ func Run(ctx context.Context, name string, cfg config.Config, attach Attach, log
 			}
 		}()
 	}
-	goRun("sweeper", engine.Run)
-	sc := newStatsCollector(engine, cfg.StatsWindow, cfg.StatsEvery, log)
-	m.Register(sc)
-	goRun("statistics", sc.run)
-
 	var popper core.Popper = m.pops(nil)
 	pops, err := startPops(runCtx, cfg, engine, srv, log, m.count)
 	if err != nil {
@@ -216,6 +219,18 @@ func Run(ctx context.Context, name string, cfg config.Config, attach Attach, log
 		popper = m.pops(pops.popper)
 		goRun("screen-pops", pops.run)
 	}
+	if mem != nil {
+		follow, err := joinMemory(runCtx, cfg, mem, engine, pops)
+		if err != nil {
+			return err
+		}
+		goRun("shared memory", follow)
+	}
+	mountCluster(cfg, mem, engine, srv, m)
+	goRun("sweeper", engine.Run)
+	sc := newStatsCollector(engine, cfg.StatsWindow, cfg.StatsEvery, log)
+	m.Register(sc)
+	goRun("statistics", sc.run)
 	if err := mountAdapters(cfg, engine, srv, log); err != nil {
 		return err
 	}
