@@ -88,7 +88,7 @@ func Open(opts Options) (*DB, error) {
 	}
 	s.syncer.init(bdb)
 	if !opts.InMemory {
-		s.syncer.wal = &walSyncer{dir: opts.Dir, seen: map[string]bool{}}
+		s.syncer.wal = &walSyncer{dir: opts.Dir}
 	}
 	if !opts.InMemory && opts.MinFreeBytes >= 0 {
 		if opts.MinFreeBytes == 0 {
@@ -109,6 +109,9 @@ func Open(opts Options) (*DB, error) {
 func (s *DB) Close() error {
 	if s.guard != nil {
 		s.guard.close()
+	}
+	if s.syncer.wal != nil {
+		s.syncer.wal.close()
 	}
 	return s.bdb.Close()
 }
