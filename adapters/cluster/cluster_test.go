@@ -21,7 +21,7 @@ import (
 // node is one Sticky node: an engine on its own Badger, following the
 // shared memory through its own NATS server.
 type node struct {
-	t    *testing.T
+	t    testing.TB
 	dir  string
 	db   *store.DB
 	eng  *core.Engine
@@ -31,7 +31,7 @@ type node struct {
 	done chan error
 }
 
-func startNode(t *testing.T, url, dir string, opts cluster.Options) *node {
+func startNode(t testing.TB, url, dir string, opts cluster.Options) *node {
 	t.Helper()
 	nc, err := nats.Connect(url, nats.MaxReconnects(-1), nats.ReconnectWait(50*time.Millisecond))
 	if err != nil {
