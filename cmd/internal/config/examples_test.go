@@ -116,13 +116,15 @@ func TestESLBridgeExampleLoads(t *testing.T) {
 func TestComposeEnvironmentOverridesTheExamples(t *testing.T) {
 	env := map[string]string{
 		"STICKY_API_KEYS":     "k1, k2",
-		"STICKY_NATS_URL":     "nats://nats:4222",
+		"STICKY_NATS_URL":     "nats://nats1:4222,nats://nats2:4222,nats://nats3:4222",
+		"STICKY_CLUSTER":      "demo",
 		"STICKY_ARI_PASSWORD": "from-env",
 		"STICKY_ESL_PASSWORD": "also-from-env",
 	}
 	a := load(t, "ari-bridge", "ari-bridge.yaml", env)
 	check(t, "api keys", strings.Join(a.APIKeys, ","), "k1,k2")
-	check(t, "nats url", a.NATS.URL, "nats://nats:4222")
+	check(t, "nats url", a.NATS.URL, "nats://nats1:4222,nats://nats2:4222,nats://nats3:4222")
+	check(t, "cluster", a.Cluster.Name, "demo")
 	check(t, "ari password", a.ARI.Password, "from-env")
 	e := load(t, "esl-bridge", "esl-bridge.yaml", env)
 	check(t, "esl password", e.ESL.Password, "also-from-env")
