@@ -38,6 +38,8 @@ type Options struct {
 	Logger   *slog.Logger
 	// Observer, if set, hears about every Start and End (metrics, stats).
 	Observer Observer
+	// Redactor, if set, redacts every End's variables first (redaction.go).
+	Redactor Redactor
 }
 
 // Observer is told what the engine did; it must be fast and must not block.
