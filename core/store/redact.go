@@ -4,10 +4,12 @@ import (
 	"context"
 	"encoding/binary"
 	"fmt"
+	"log/slog"
 	"maps"
 	"slices"
 
 	"github.com/dgraph-io/badger/v4"
+	"github.com/dgraph-io/badger/v4/options"
 )
 
 // pSweep keys where a text sweep got to: R<name> holds a sweepState.
@@ -36,6 +38,7 @@ type TextSweep struct {
 // SweepProgress is how far a text sweep is, counted over all its runs.
 type SweepProgress struct {
 	Done, Total int64            // records visited; records in the store
+	Began       int64            // Done when this run began
 	Rewritten   int64            // records that changed
 	Found       map[string]int64 // what the functions found, by kind
 	Resumed     bool             // this run continued an earlier one
@@ -58,7 +61,7 @@ func (s *DB) SweepText(ctx context.Context, sw TextSweep) (SweepProgress, error)
 		if err != nil {
 			return err
 		}
-		p.Resumed = ok
+		p.Resumed, p.Began = ok, st.done
 		for _, ph := range phases {
 			n, err := t.countPrefix([]byte{ph})
 			if err != nil {
@@ -243,4 +246,38 @@ func (st *sweepState) decode(d *dec) {
 		k := d.str()
 		st.found[k] = d.int()
 	}
+}
+
+// Compact rewrites a closed store's tables into one level, which drops
+// every overwritten version of a record: after a sweep the text it
+// replaced is no longer anywhere on disk, only in the new versions'
+// redacted form. It opens opts.Dir itself, so the store must be closed,
+// and it rewrites the whole store, so it takes as long as a backup.
+func Compact(opts Options) error {
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	if err := removeEmptyLogs(opts.Dir, opts.Logger); err != nil {
+		return fmt.Errorf("compact store in %q: %w", opts.Dir, err)
+	}
+	// One level-0 table is enough to make level 0 worth compacting, so
+	// Flatten also moves a small store's tables (all in level 0, where
+	// it would otherwise stop) into one level.
+	bo := badger.DefaultOptions(opts.Dir).
+		WithLogger(badgerLogger{opts.Logger}).
+		WithNumVersionsToKeep(1).
+		WithCompression(options.None).
+		WithNumLevelZeroTables(1)
+	if len(opts.EncryptionKey) > 0 {
+		bo = bo.WithEncryptionKey(opts.EncryptionKey).WithIndexCacheSize(64 << 20)
+	}
+	bdb, err := badger.Open(bo)
+	if err != nil {
+		return fmt.Errorf("compact store in %q: %w", opts.Dir, err)
+	}
+	if err := bdb.Flatten(1); err != nil {
+		bdb.Close()
+		return fmt.Errorf("compact store in %q: %w", opts.Dir, err)
+	}
+	return bdb.Close()
 }
