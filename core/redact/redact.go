@@ -41,9 +41,9 @@
 //     or without single spaces, exactly as long as that country's IBANs, with
 //     a valid mod-97 checksum.
 //
-// Up to 24 bytes and four words may stand between a word and its code
-// ("cvv is 123", "expiration date: 12/27"), but not a line break, a
-// sentence end, a digit or a bracket.
+// Up to three small words (is, was, number, code, date, …) may stand
+// between a word and its number ("cvv is 123", "expiration date: 12/27"),
+// but no other word, line break, comma, sentence end, digit or bracket.
 //
 // Text without digits costs one scan for a digit and comes back unchanged
 // (unless an operator pattern matches it).
