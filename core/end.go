@@ -120,6 +120,7 @@ func validUTF8(s string) bool { return strings.ToValidUTF8(s, "") == s }
 // returns the same result; with a different one it is a conflict (unless
 // req.Merge, which adds to the ended interaction).
 func (e *Engine) End(ctx context.Context, req EndRequest) (res *EndResult, err error) {
+	e.redactEnd(&req) // redaction.go: before anything is checked, fingerprinted, stored or popped
 	began := time.Now()
 	var p endPlan
 	if o := e.opts.Observer; o != nil {

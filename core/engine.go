@@ -46,6 +46,8 @@ type Options struct {
 	// on this node (5s).
 	AppendTimeout time.Duration
 	ApplyTimeout  time.Duration
+	// Redactor, if set, redacts every End's variables first (redaction.go).
+	Redactor Redactor
 }
 
 // Observer is told what the engine did; it must be fast and must not block.

@@ -17,6 +17,8 @@ import (
 	"time"
 
 	"gopkg.in/yaml.v3"
+
+	"github.com/sticky-cc/sticky/core/redact"
 )
 
 // Config is every setting of a bridge process.
@@ -37,9 +39,10 @@ type Config struct {
 	StatsEvery        time.Duration `yaml:"stats_every" env:"STICKY_STATS_EVERY" flag:"stats-every" help:"how often those figures are recomputed (they scan the store)"`
 	MinFreeMiB        float64       `yaml:"min_free_mib" env:"STICKY_MIN_FREE_MIB" flag:"min-free-mib" help:"refuse writes (503) while the data disk has less free space than this many MiB"`
 
-	Identity Identity `yaml:"identity"`
-	Adapters Adapters `yaml:"adapters"`
-	Cluster  Cluster  `yaml:"cluster"`
+	Identity  Identity  `yaml:"identity"`
+	Adapters  Adapters  `yaml:"adapters"`
+	Cluster   Cluster   `yaml:"cluster"`
+	Redaction Redaction `yaml:"redaction"`
 
 	NATS NATS `yaml:"nats"`
 	ARI  ARI  `yaml:"ari"`
@@ -109,6 +112,17 @@ type Adapters struct {
 	TicketPattern string        `yaml:"ticket_pattern" env:"STICKY_TICKET_PATTERN" flag:"ticket-pattern" help:"regular expression finding a ticket id in an email subject (first group is the id)"`
 }
 
+// Redaction configures what is taken out of every channel's free text
+// before it is stored, replicated, logged or popped.
+type Redaction struct {
+	Enabled  bool     `yaml:"enabled" env:"STICKY_REDACT" flag:"redact" help:"redact card numbers, security codes, expiry dates, SSNs and IBANs from free text before it is stored (true or false)"`
+	Patterns Patterns `yaml:"patterns" env:"STICKY_REDACT_PATTERNS" flag:"-" help:"your own regular expressions to redact, one per line"`
+}
+
+// Patterns are regular expressions. In the environment they are one per
+// line, not comma-separated: commas belong to regular expressions (\d{3,4}).
+type Patterns []string
+
 // ARI configures the Asterisk bridge.
 type ARI struct {
 	URL      string        `yaml:"url" env:"STICKY_ARI_URL" flag:"ari-url" help:"Asterisk ARI base URL"`
@@ -155,6 +169,7 @@ func Defaults() Config {
 		Identity:        Identity{ANI: 0.40, Email: 0.30, ExternalID: 0.20, Recency: 0.10, RecencyWindow: 30 * 24 * time.Hour},
 		Adapters:        Adapters{ReplayWindow: 5 * time.Minute, TicketPattern: `\[([A-Z][A-Z0-9]*-\d+)\]`},
 		Cluster:         Cluster{Replicas: 3, MaxLag: 1000},
+		Redaction:       Redaction{Enabled: true},
 		NATS: NATS{
 			Addr:         "127.0.0.1:4222",
 			WSAddr:       "127.0.0.1:4223",
@@ -279,6 +294,20 @@ func setValue(v reflect.Value, s, setting string) error {
 			}
 		}
 		v.Set(reflect.ValueOf(out))
+	case Patterns:
+		var out Patterns
+		for _, p := range strings.Split(s, "\n") {
+			if p = strings.TrimSpace(p); p != "" {
+				out = append(out, p)
+			}
+		}
+		v.Set(reflect.ValueOf(out))
+	case bool:
+		b, err := strconv.ParseBool(s)
+		if err != nil {
+			return &Error{setting, fmt.Sprintf("%q is not true or false", s)}
+		}
+		v.SetBool(b)
 	case time.Duration:
 		d, err := time.ParseDuration(s)
 		if err != nil || d < 0 {
@@ -363,6 +392,11 @@ func (c Config) Validate() error {
 	}
 	if _, err := regexp.Compile(c.Adapters.TicketPattern); err != nil {
 		return &Error{"STICKY_TICKET_PATTERN (adapters.ticket_pattern)", "is not a regular expression: " + err.Error()}
+	}
+	for i, p := range c.Redaction.Patterns {
+		if err := redact.CheckPattern(p); err != nil {
+			return &Error{fmt.Sprintf("STICKY_REDACT_PATTERNS (redaction.patterns[%d])", i), fmt.Sprintf("%q %v", p, err)}
+		}
 	}
 	switch c.LogFormat {
 	case "text", "json":

@@ -70,6 +70,7 @@ func common(t *testing.T, c config.Config) {
 	// the documented values are the defaults
 	check(t, "identity", fmt.Sprintf("%+v", c.Identity), fmt.Sprintf("%+v", config.Defaults().Identity))
 	check(t, "adapters", fmt.Sprintf("%+v", c.Adapters), fmt.Sprintf("%+v", config.Defaults().Adapters))
+	check(t, "redaction", fmt.Sprintf("%+v", c.Redaction), fmt.Sprintf("%+v", config.Defaults().Redaction))
 	check(t, "nats.url", c.NATS.URL, "")
 	check(t, "nats.addr", c.NATS.Addr, "127.0.0.1:4222")
 	check(t, "nats.ws_addr", c.NATS.WSAddr, "0.0.0.0:4223")

@@ -64,6 +64,8 @@ func Command(ctx context.Context, name string, args []string, getenv func(string
 		switch args[0] {
 		case "backup", "restore", "rotate-key":
 			return storeCommand(ctx, name, args[0], args[1:], getenv, stdout, stderr)
+		case "redact":
+			return redactCommand(ctx, name, args[1:], getenv, stderr)
 		case "hash-password":
 			return HashPassword(os.Stdin, stdout, stderr)
 		}
@@ -175,8 +177,12 @@ func Run(ctx context.Context, name string, cfg config.Config, attach Attach, log
 	if mem != nil {
 		shared = mem
 	}
+	redactor, err := newRedactor(cfg, log)
+	if err != nil {
+		return err
+	}
 	engine := core.New(core.Options{
-		Store: db, DefaultRegion: cfg.DefaultRegion, Logger: log, Observer: m, Log: shared,
+		Store: db, DefaultRegion: cfg.DefaultRegion, Logger: log, Observer: m, Log: shared, Redactor: redactor,
 		VariableTTL: cfg.VariableTTL, IntentWindow: cfg.IntentWindow,
 		Weights: core.Weights{ANI: cfg.Identity.ANI, Email: cfg.Identity.Email, ExternalID: cfg.Identity.ExternalID,
 			Recency: cfg.Identity.Recency, RecencyWindow: cfg.Identity.RecencyWindow},

@@ -11,6 +11,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/sticky-cc/sticky/core"
+	"github.com/sticky-cc/sticky/core/redact"
 )
 
 // metrics is the process's Prometheus registry; it hears the engine as its
@@ -26,6 +27,7 @@ type metrics struct {
 	popsError prometheus.Counter
 	pbxEvents *prometheus.CounterVec
 	reconnect prometheus.Counter
+	redacted  *prometheus.CounterVec
 
 	mu     sync.Mutex
 	status func() (bool, string)
@@ -48,6 +50,11 @@ func newMetrics() *metrics {
 	m.pbxEvents = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "sticky_events_total",
 		Help: "Noteworthy events of the PBX bridge and the screen-pops: resolve_timeout, resolve_error, malformed_event, end_error, pop_retry, nats_disconnected, wrapup_saved, ..."}, []string{"event"})
 	m.reconnect = prometheus.NewCounter(prometheus.CounterOpts{Name: "sticky_pbx_reconnects_total", Help: "Times the PBX connection was re-established."})
+	m.redacted = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "sticky_redactions_total",
+		Help: "What was redacted from the free text of ends before it was stored, by kind: card, cvv, expiry, ssn, iban, pattern."}, []string{"kind"})
+	for _, k := range redact.Kinds() {
+		m.redacted.WithLabelValues(k.String()) // every kind shows, at 0 until it happens
+	}
 	pbx := prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "sticky_pbx_connected", Help: "1 while the PBX connection is up."}, func() float64 {
 		m.mu.Lock()
 		st := m.status
@@ -60,7 +67,7 @@ func newMetrics() *metrics {
 		}
 		return 0
 	})
-	m.reg.MustRegister(m.starts, m.ends, m.errors, m.resolve, m.endTime, m.popsOK, m.popsError, m.pbxEvents, m.reconnect, pbx,
+	m.reg.MustRegister(m.starts, m.ends, m.errors, m.resolve, m.endTime, m.popsOK, m.popsError, m.pbxEvents, m.reconnect, m.redacted, pbx,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
@@ -118,6 +125,17 @@ func (m *metrics) Ended(res *core.EndResult, channel string, took time.Duration,
 	m.endTime.Observe(took.Seconds())
 	m.ends.WithLabelValues(channel).Inc()
 }
+
+// Redacted counts what the engine redacted (core.RedactionObserver).
+func (m *metrics) Redacted(c redact.Counts) {
+	for _, k := range redact.Kinds() {
+		if c[k] > 0 {
+			m.redacted.WithLabelValues(k.String()).Add(float64(c[k]))
+		}
+	}
+}
+
+var _ core.RedactionObserver = (*metrics)(nil)
 
 type countingPopper struct {
 	m    *metrics
