@@ -32,9 +32,17 @@ type env struct {
 	clk *clock
 	db  *store.DB
 	e   *core.Engine
+	api *api.Server
 }
 
 func newEnv(t *testing.T, opts api.Options) *env {
+	t.Helper()
+	return newEnvWith(t, opts, nil)
+}
+
+// newEnvWith builds the server as newEnv does and lets mount add routes
+// (the adapters) before it serves.
+func newEnvWith(t *testing.T, opts api.Options, mount func(*api.Server, core.Calls, *clock)) *env {
 	t.Helper()
 	db, err := store.Open(store.Options{Dir: t.TempDir()})
 	if err != nil {
@@ -44,12 +52,16 @@ func newEnv(t *testing.T, opts api.Options) *env {
 	clk := &clock{t: time.Date(2026, 2, 6, 15, 30, 0, 0, time.UTC)}
 	e := core.New(core.Options{Store: db, Now: clk.Now})
 	opts.Engine = e
-	if opts.Keys == nil {
+	if opts.Keys == nil && opts.NamedKeys == nil {
 		opts.Keys = []string{key}
 	}
-	srv := httptest.NewServer(api.New(opts))
+	s := api.New(opts)
+	if mount != nil {
+		mount(s, e, clk)
+	}
+	srv := httptest.NewServer(s)
 	t.Cleanup(srv.Close)
-	return &env{t, srv, clk, db, e}
+	return &env{t, srv, clk, db, e, s}
 }
 
 type reply struct {
