@@ -78,6 +78,7 @@ func New(opts Options) *Server {
 		WriteJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 	}))
 	s.HandlePublic("GET /readyz", http.HandlerFunc(s.readyz))
+	s.HandlePublic("GET "+OpenAPIPath, http.HandlerFunc(serveOpenAPI))
 	return s
 }
 
