@@ -180,7 +180,7 @@ func (n *nameRecorder) End(ctx context.Context, req core.EndRequest) (*core.EndR
 // (and the engine behind them) read it with api.KeyName.
 func TestRequestsCarryTheKeyName(t *testing.T) {
 	rec := &nameRecorder{}
-	e := newEnvWith(t, api.Options{Keys: []string{key}, NamedKeys: scopedKeys}, func(s *api.Server, c core.Calls, clk *clock) {
+	e := newEnvWithTestRoutes(t, api.Options{Keys: []string{key}, NamedKeys: scopedKeys}, func(s *api.Server, c core.Calls, clk *clock) {
 		rec.Calls = c
 		if err := adapters.Mount(s, adapters.Options{Calls: rec, Now: clk.Now}); err != nil {
 			t.Fatal(err)
@@ -211,8 +211,8 @@ func TestRequestsCarryTheKeyName(t *testing.T) {
 }
 
 // Without keys the API is open (loopback only) and no request has a key name.
-func TestOpenAPIHasNoKeyNames(t *testing.T) {
-	e := newEnvWith(t, api.Options{Keys: []string{}, NamedKeys: []api.Key{}}, func(s *api.Server, _ core.Calls, _ *clock) {
+func TestWithoutKeysRequestsHaveNoKeyName(t *testing.T) {
+	e := newEnvWithTestRoutes(t, api.Options{Keys: []string{}, NamedKeys: []api.Key{}}, func(s *api.Server, _ core.Calls, _ *clock) {
 		s.Handle("GET /test/whoami", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "["+api.KeyName(r.Context())+"]") }))
 	})
 	if r := e.do("GET", "/test/whoami", "", "Authorization", ""); r.status != 200 || r.raw != "[]" {
