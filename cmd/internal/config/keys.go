@@ -124,8 +124,8 @@ func parseScopes(list []string) ([]api.Scope, error) {
 
 func (fk fileKey) key() (api.Key, error) {
 	if fk.Bcrypt != "" || strings.HasPrefix(fk.SHA256, "$2") {
-		// A bcrypt check per request costs tens of milliseconds of CPU per
-		// configured key, and any wrong key would make the server pay it.
+		// bcrypt is slow by design and would run for every configured key
+		// on every request: any wrong key would make the server pay it.
 		return api.Key{}, errors.New("bcrypt is not accepted for API keys; give sha256 (printf %s \"$KEY\" | sha256sum): keys are long random strings, for which a fast hash is as safe")
 	}
 	if strings.TrimSpace(fk.Name) == "" {
