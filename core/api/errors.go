@@ -17,9 +17,12 @@ type ErrorBody struct {
 	Code int `json:"code,omitempty"`
 }
 
-// Details lists the problems with a request.
+// Details lists the problems with a request, or the scopes a key lacks.
 type Details struct {
-	Issues []core.Issue `json:"issues"`
+	Issues []core.Issue `json:"issues,omitempty"`
+	// RequiredScopes (403): an API key holding any one of them may call
+	// the route.
+	RequiredScopes []Scope `json:"required_scopes,omitempty"`
 }
 
 // Status is the HTTP status for an error from the engine. It is the one

@@ -18,6 +18,7 @@ import (
 
 	"gopkg.in/yaml.v3"
 
+	"github.com/sticky-cc/sticky/core/api"
 	"github.com/sticky-cc/sticky/core/redact"
 )
 
@@ -25,7 +26,8 @@ import (
 type Config struct {
 	DataDir           string        `yaml:"data_dir" env:"STICKY_DATA_DIR" flag:"data-dir" help:"Badger directory"`
 	HTTPAddr          string        `yaml:"http_addr" env:"STICKY_HTTP_ADDR" flag:"http-addr" help:"HTTP API, adapters and desktop listen address (port 0 picks one)"`
-	APIKeys           []string      `yaml:"api_keys" env:"STICKY_API_KEYS" flag:"api-keys" help:"comma-separated API keys; none: loopback only" secret:"true"`
+	APIKeys           []string      `yaml:"api_keys" env:"STICKY_API_KEYS" flag:"api-keys" help:"comma-separated API keys, each a plain key (every scope) or name:scope+scope:secret (scopes ingest, calls, read, admin); none: loopback only" secret:"true"`
+	APIKeysFile       string        `yaml:"api_keys_file" env:"STICKY_API_KEYS_FILE" flag:"api-keys-file" help:"YAML list of API keys, each {name, key or sha256, scopes}"`
 	RatePerSecond     float64       `yaml:"rate_per_second" env:"STICKY_RATE_PER_SECOND" flag:"rate-per-second" help:"requests per second allowed per API key"`
 	DefaultRegion     string        `yaml:"default_region" env:"STICKY_DEFAULT_REGION" flag:"default-region" help:"region for numbers without a country code"`
 	EncryptionKeyFile string        `yaml:"encryption_key_file" env:"STICKY_ENCRYPTION_KEY_FILE" flag:"encryption-key-file" help:"file holding a 16, 24 or 32 byte AES key (raw, hex or base64) for encryption at rest"`
@@ -38,6 +40,9 @@ type Config struct {
 	StatsWindow       time.Duration `yaml:"stats_window" env:"STICKY_STATS_WINDOW" flag:"stats-window" help:"window of the cross-channel figures exported as metrics"`
 	StatsEvery        time.Duration `yaml:"stats_every" env:"STICKY_STATS_EVERY" flag:"stats-every" help:"how often those figures are recomputed (they scan the store)"`
 	MinFreeMiB        float64       `yaml:"min_free_mib" env:"STICKY_MIN_FREE_MIB" flag:"min-free-mib" help:"refuse writes (503) while the data disk has less free space than this many MiB"`
+
+	// Keys are the API keys of APIKeys and APIKeysFile, checked by Load.
+	Keys []api.Key `yaml:"-"`
 
 	Identity  Identity  `yaml:"identity"`
 	Adapters  Adapters  `yaml:"adapters"`
@@ -259,6 +264,9 @@ func Load(name string, args []string, getenv func(string) string, stderr io.Writ
 			return cfg, &Error{"nats.agents_file", yamlProblem(yerr)}
 		}
 		cfg.NATS.Agents = append(cfg.NATS.Agents, agents...)
+	}
+	if err := cfg.loadKeys(); err != nil {
+		return cfg, err
 	}
 	return cfg, cfg.Validate()
 }

@@ -108,7 +108,7 @@ func mountCluster(cfg config.Config, mem *cluster.Memory, e *core.Engine, srv *a
 		}
 		w.Header().Set("Content-Type", "application/json")
 		_ = json.NewEncoder(w).Encode(info)
-	}))
+	}), api.ScopeRead)
 	if mem == nil {
 		return
 	}

@@ -187,7 +187,7 @@ func Run(ctx context.Context, name string, cfg config.Config, attach Attach, log
 		Weights: core.Weights{ANI: cfg.Identity.ANI, Email: cfg.Identity.Email, ExternalID: cfg.Identity.ExternalID,
 			Recency: cfg.Identity.Recency, RecencyWindow: cfg.Identity.RecencyWindow},
 	})
-	srv := api.New(api.Options{Engine: engine, Keys: cfg.APIKeys, RatePerSecond: cfg.RatePerSecond, Logger: log})
+	srv := api.New(api.Options{Engine: engine, NamedKeys: cfg.Keys, RatePerSecond: cfg.RatePerSecond, Logger: log})
 	if err := srv.CheckAddr(cfg.HTTPAddr); err != nil {
 		return &config.Error{Setting: "STICKY_HTTP_ADDR (http_addr)", Problem: err.Error()}
 	}
