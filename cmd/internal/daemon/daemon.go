@@ -167,6 +167,7 @@ func Run(ctx context.Context, name string, cfg config.Config, attach Attach, log
 	}()
 
 	m := newMetrics()
+	m.Register(newStoreCollector(db.Health))
 	engine := core.New(core.Options{
 		Store: db, DefaultRegion: cfg.DefaultRegion, Logger: log, Observer: m,
 		VariableTTL: cfg.VariableTTL, IntentWindow: cfg.IntentWindow,

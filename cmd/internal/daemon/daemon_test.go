@@ -94,7 +94,9 @@ func TestProcessServesHealthMetricsAndShutsDown(t *testing.T) {
 		t.Fatalf("end %d %s", code, body)
 	}
 	_, metrics := get(t, "http://"+addr+"/metrics")
-	for _, want := range []string{`sticky_ends_total{channel="chat"} 1`, "sticky_resolve_seconds_bucket", "sticky_pbx_connected 0"} {
+	for _, want := range []string{`sticky_ends_total{channel="chat"} 1`, "sticky_resolve_seconds_bucket", "sticky_pbx_connected 0",
+		"sticky_store_l0_tables 0", "sticky_store_lsm_bytes ", "sticky_store_vlog_bytes ", "sticky_store_compactions_running 0",
+		"sticky_store_block_cache_hit_ratio ", "sticky_store_disk_free_bytes ", `sticky_store_level_tables{level="0"} 0`, `sticky_store_level_bytes{level="6"} 0`} {
 		if !strings.Contains(metrics, want) {
 			t.Errorf("metrics lack %q", want)
 		}
