@@ -59,6 +59,8 @@ func TestBadSettingsNameTheSetting(t *testing.T) {
 		{nil, map[string]string{"STICKY_DEFAULT_REGION": "usa"}, "STICKY_DEFAULT_REGION"},
 		{nil, map[string]string{"STICKY_WEIGHT_ANI": "1.5"}, "STICKY_WEIGHT_ANI"},
 		{nil, map[string]string{"STICKY_MIN_FREE_MIB": "-1"}, "STICKY_MIN_FREE_MIB"},
+		{nil, map[string]string{"STICKY_PPROF_ADDR": "0.0.0.0:6060"}, "STICKY_PPROF_ADDR"},
+		{nil, map[string]string{"STICKY_PPROF_ADDR": "example.com:6060"}, "STICKY_PPROF_ADDR"},
 		{nil, map[string]string{"STICKY_TICKET_PATTERN": "[TKT-("}, "STICKY_TICKET_PATTERN"},
 		{[]string{"-log-format", "xml"}, nil, "log_format"},
 		{[]string{"-rate-per-second", "x"}, nil, "-rate-per-second"},
