@@ -80,6 +80,17 @@ type PhaseResult struct {
 	After   StoreFigures
 	Floor   *PhaseResult // the floor phase it is compared with
 	Elapsed time.Duration
+	// CPU is the CPU time the target's process used during the phase
+	// (0: unknown), a figure the machine's other load disturbs little.
+	CPU time.Duration
+}
+
+// cpuPerRequest is the target's CPU time per request answered.
+func (p *PhaseResult) cpuPerRequest() time.Duration {
+	if p.Report.Requests == 0 {
+		return 0
+	}
+	return p.CPU / time.Duration(p.Report.Requests)
 }
 
 // p99 is the phase's 99th percentile over every request, from its
@@ -142,6 +153,7 @@ type tailRun struct {
 	url    string
 	floor  string
 	pid    int
+	fpid   int // the floor's, when this run started it
 	bridge *child
 	pprof  string
 
@@ -182,7 +194,7 @@ func RunTail(ctx context.Context, cfg TailConfig, out io.Writer) (rep *TailRepor
 			return nil, err
 		}
 		defer f.stop(10 * time.Second)
-		t.floor = f.url
+		t.floor, t.fpid = f.url, f.pid()
 		fmt.Fprintf(out, "floor:  %s (pid %d), a Go HTTP server answering 1 KB\n", t.floor, f.pid())
 	}
 
@@ -346,12 +358,17 @@ func (t *tailRun) preload(ctx context.Context) (*PreloadReport, error) {
 			}
 			fmt.Fprintln(t.out, line)
 		}}
+	cpu0, cpuErr := ReadCPU(t.pid)
 	rep, err := Preload(ctx, pc)
 	if rep != nil {
 		la, _ := ReadLoadAvg()
-		fmt.Fprintf(t.out, "preload: %d customers (%d durable ends) in %s: %.0f ends/s, %.0f customers/s; end served p50 %s p99 %s; errors %d; load %s\n",
+		cpu := ""
+		if cpu1, err := ReadCPU(t.pid); err == nil && cpuErr == nil && t.pid != 0 && rep.Ends > 0 {
+			cpu = fmt.Sprintf("; bridge cpu %.0f%% (%dµs/end)", 100*(cpu1-cpu0).Seconds()/rep.Elapsed.Seconds(), ((cpu1-cpu0)/time.Duration(rep.Ends)).Microseconds())
+		}
+		fmt.Fprintf(t.out, "preload: %d customers (%d durable ends) in %s: %.0f ends/s, %.0f customers/s; end served p50 %s p99 %s; errors %d; load %s%s\n",
 			rep.Customers, rep.Ends, rep.Elapsed.Round(time.Second), rep.EndsPerSecond(), float64(rep.Customers)/rep.Elapsed.Seconds(),
-			ms(rep.End.Quantile(0.5)), ms(rep.End.Quantile(0.99)), rep.ErrorCount(), la)
+			ms(rep.End.Quantile(0.5)), ms(rep.End.Quantile(0.99)), rep.ErrorCount(), la, cpu)
 		for _, k := range sortedErrors(rep.Errors) {
 			fmt.Fprintf(t.out, "  %-30s %d\n", k, rep.Errors[k])
 		}
@@ -415,6 +432,11 @@ func (t *tailRun) phase(ctx context.Context, name, target string, rate float64, 
 			prof <- t.fetchProfile(ctx, fmt.Sprintf("/debug/pprof/profile?seconds=%d", max(1, int(d.Seconds()))), profileName(name, "cpu"))
 		}()
 	}
+	pid := t.pid
+	if target == "floor" {
+		pid = t.fpid
+	}
+	cpu0, cpuErr := ReadCPU(pid)
 	began := time.Now()
 	rep, err := Run(ctx, Config{URL: url, Keys: keys, Rate: rate, Duration: d, Concurrency: t.cfg.Concurrency,
 		Customers: t.cfg.Customers, Mix: 1, StartsOnly: startsOnly, Timeout: t.cfg.Timeout,
@@ -424,6 +446,9 @@ func (t *tailRun) phase(ctx context.Context, name, target string, rate float64, 
 	}
 	p.Report, p.Elapsed = rep, time.Since(began)
 	p.Load, _ = ReadLoadAvg()
+	if cpu1, err := ReadCPU(pid); err == nil && cpuErr == nil && pid != 0 {
+		p.CPU = cpu1 - cpu0
+	}
 	if target == "sticky" {
 		if t.pid != 0 {
 			p.Mem, _ = ReadMem(t.pid)
@@ -482,6 +507,9 @@ func (t *tailRun) printPhase(p *PhaseResult) {
 	line := fmt.Sprintf("%-11s %-6s %5.0f/s %-5s n=%-7d p50 %-8s p99 %-8s p999 %-8s max %-9s errors %d  load %s",
 		p.Name, p.Target, r.Target, p.Elapsed.Round(100*time.Millisecond), h.Count(),
 		ms(h.Quantile(0.5)), ms(h.Quantile(0.99)), ms(h.Quantile(0.999)), ms(h.Max()), r.ErrorCount(), p.Load)
+	if p.CPU > 0 {
+		line += fmt.Sprintf("  cpu %.0f%% (%dµs/req)", 100*p.CPU.Seconds()/p.Elapsed.Seconds(), p.cpuPerRequest().Microseconds())
+	}
 	if p.Floor != nil && p.Floor.p99() > 0 {
 		line += fmt.Sprintf("  p99 %.2fx floor", float64(p.p99())/float64(p.Floor.p99()))
 	}

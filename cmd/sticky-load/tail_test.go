@@ -166,7 +166,7 @@ func TestTailRunReproducesTheWholeMeasurement(t *testing.T) {
 	for _, want := range []string{
 		"preload: 60 customers (180 durable ends)",
 		"start 1/2   floor", "start 1/2   sticky", "start 2/2   sticky", "mixed       floor", "mixed 1/2   sticky", "mixed 2/2   sticky",
-		"synced end p50", "rss ", "store: L0 ", "block cache hits", "load ",
+		"synced end p50", "rss ", "store: L0 ", "µs/req", "block cache hits", "load ",
 		"start p99 <= 2x floor, every round", "mixed p99 <= 3x floor", "RSS <= 1 GiB at 1,000,000 customers", "preload rate not below the baseline",
 		"load average (1 min) after each phase",
 	} {
@@ -246,5 +246,17 @@ func TestReadMemAndLoadAvg(t *testing.T) {
 	}
 	if l, err := ReadLoadAvg(); err != nil || l[0] < 0 {
 		t.Fatalf("%v %v", l, err)
+	}
+	before, err := ReadCPU(os.Getpid())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for spin := time.Now(); time.Since(spin) < 50*time.Millisecond; {
+	}
+	if after, err := ReadCPU(os.Getpid()); err != nil || after < before {
+		t.Fatalf("cpu %s then %s, %v", before, after, err)
+	}
+	if _, err := ReadCPU(1 << 30); err == nil {
+		t.Fatal("no error for a pid that does not exist")
 	}
 }
