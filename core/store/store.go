@@ -61,7 +61,9 @@ func Open(opts Options) (*DB, error) {
 		// returns, so they survive a process kill; Sync makes them survive
 		// power loss too, and End calls it (grouped) before answering.
 		WithSyncWrites(false).
-		WithMetricsEnabled(false).
+		// Badger's metrics on (issue 17): Health reads its count of tables
+		// in running compactions, which Badger keeps only with them.
+		WithMetricsEnabled(true).
 		// Records are small and mostly distinct; compressing blocks cost
 		// more CPU in flushes and compactions than it saved on disk, and
 		// on two cores that CPU is taken from ringing calls.

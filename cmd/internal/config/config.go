@@ -40,6 +40,7 @@ type Config struct {
 	StatsWindow       time.Duration `yaml:"stats_window" env:"STICKY_STATS_WINDOW" flag:"stats-window" help:"window of the cross-channel figures exported as metrics"`
 	StatsEvery        time.Duration `yaml:"stats_every" env:"STICKY_STATS_EVERY" flag:"stats-every" help:"how often those figures are recomputed (they scan the store)"`
 	MinFreeMiB        float64       `yaml:"min_free_mib" env:"STICKY_MIN_FREE_MIB" flag:"min-free-mib" help:"refuse writes (503) while the data disk has less free space than this many MiB"`
+	PprofAddr         string        `yaml:"pprof_addr" env:"STICKY_PPROF_ADDR" flag:"pprof-addr" help:"serve Go's pprof profiles on this loopback address (port 0 picks one); empty: off"`
 
 	// Keys are the API keys of APIKeys and APIKeysFile, checked by Load.
 	Keys []api.Key `yaml:"-"`
@@ -354,6 +355,13 @@ func (c Config) Validate() error {
 	} {
 		if _, port, err := net.SplitHostPort(a.addr); err != nil || !validPort(port) {
 			return &Error{a.setting, fmt.Sprintf("%q is not host:port (e.g. 127.0.0.1:8080; port 0 picks a free one)", a.addr)}
+		}
+	}
+	if c.PprofAddr != "" {
+		host, port, err := net.SplitHostPort(c.PprofAddr)
+		ip := net.ParseIP(host)
+		if err != nil || !validPort(port) || (host != "localhost" && (ip == nil || !ip.IsLoopback())) {
+			return &Error{"STICKY_PPROF_ADDR (pprof_addr)", fmt.Sprintf("%q must be a loopback host:port such as 127.0.0.1:6060 (profiles reveal the process's internals)", c.PprofAddr)}
 		}
 	}
 	if c.ESL.ListenAddr != "" {

@@ -152,6 +152,13 @@ func Run(ctx context.Context, name string, cfg config.Config, attach Attach, log
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 		return fmt.Errorf("data dir: %w", err)
 	}
+	if cfg.PprofAddr != "" {
+		stop, err := servePprof(cfg.PprofAddr, log)
+		if err != nil {
+			return err
+		}
+		defer stop()
+	}
 	minFree := int64(cfg.MinFreeMiB * (1 << 20))
 	if minFree == 0 {
 		minFree = -1 // off
@@ -181,6 +188,7 @@ func Run(ctx context.Context, name string, cfg config.Config, attach Attach, log
 	if err != nil {
 		return err
 	}
+	m.Register(newStoreCollector(db.Health))
 	engine := core.New(core.Options{
 		Store: db, DefaultRegion: cfg.DefaultRegion, Logger: log, Observer: m, Log: shared, Redactor: redactor,
 		VariableTTL: cfg.VariableTTL, IntentWindow: cfg.IntentWindow,
