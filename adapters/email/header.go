@@ -26,7 +26,17 @@ import (
 // that is not mail.
 func readHeader(b []byte, d *defects, top bool) (h textproto.MIMEHeader, body []byte, ok bool) {
 	h = textproto.MIMEHeader{}
-	var last string // key of the last field, for folded lines
+	// The field being read, until the next one starts: folded lines are
+	// appended to it (a string per fold would be quadratic).
+	var name string
+	var value []byte
+	flush := func() {
+		if name != "" {
+			k := textproto.CanonicalMIMEHeaderKey(name)
+			h[k] = append(h[k], string(bytes.TrimSpace(value)))
+			name, value = "", value[:0]
+		}
+	}
 	for pos := 0; pos < len(b); {
 		line, next := b[pos:], len(b)
 		if i := bytes.IndexByte(line, '\n'); i >= 0 {
@@ -35,30 +45,33 @@ func readHeader(b []byte, d *defects, top bool) (h textproto.MIMEHeader, body []
 		line = bytes.TrimSuffix(line, []byte("\r"))
 		switch {
 		case len(bytes.TrimLeft(line, " \t")) == 0:
-			return h, b[next:], top && len(h) > 0 || !top
+			flush()
+			return h, b[next:], len(h) > 0 || !top
 		case line[0] == ' ' || line[0] == '\t':
-			if last == "" {
+			if name == "" {
 				d.add(DefectFoldedFirstLine)
-			} else if vs := h[last]; len(vs) > 0 {
-				vs[len(vs)-1] = strings.TrimSpace(vs[len(vs)-1] + " " + string(bytes.TrimSpace(line)))
+			} else {
+				value = append(append(value, ' '), bytes.TrimSpace(line)...)
 			}
 		default:
-			name, value, isField := field(line)
+			n, v, isField := field(line)
 			switch {
 			case isField:
-				last = textproto.CanonicalMIMEHeaderKey(name)
-				h[last] = append(h[last], value)
+				flush()
+				name, value = n, append(value[:0], v...)
 			case top && pos == 0 && bytes.HasPrefix(line, []byte("From ")):
 				d.add(DefectMboxFromLine) // "From jane@example.com Tue Jan 27 10:00:00 2026"
-			case top && len(h) == 0:
+			case top && len(h) == 0 && name == "":
 				return h, b, false
 			default:
+				flush()
 				d.add(DefectNoHeaderSeparator)
 				return h, b[pos:], true
 			}
 		}
 		pos = next
 	}
+	flush()
 	if top && len(h) == 0 {
 		return h, nil, false
 	}

@@ -18,7 +18,16 @@ const (
 	maxDepth     = 8         // nested multiparts
 	maxParts     = 200       // parts looked at
 	maxTextBytes = 256 << 10 // text kept per part
+	// A header value read is cut here: no Subject or From comes near, and
+	// decoding megabytes of encoded words would cost seconds.
+	maxFieldBytes = 16 << 10
 )
+
+// get is a header's first value, cut to maxFieldBytes.
+func get(h textproto.MIMEHeader, key string) string {
+	v := h.Get(key)
+	return v[:min(len(v), maxFieldBytes)]
+}
 
 // ParseRaw decodes a raw RFC 5322 message: headers (with encoded words),
 // multipart bodies, quoted-printable and base64, charsets, and HTML-only
@@ -38,12 +47,12 @@ func ParseRaw(raw []byte) (*Message, error) {
 		return nil, invalid([]any{}, "not an RFC 5322 message: it does not begin with a header field (Name: value)")
 	}
 	m := &Message{
-		Subject:    webhook.OneLine(headerText(h.Get("Subject"), &d)),
-		MessageID:  first(parseIDs(h.Get("Message-Id"))),
-		InReplyTo:  parseIDs(h.Get("In-Reply-To")),
-		References: parseIDs(h.Get("References")),
+		Subject:    webhook.OneLine(headerText(get(h, "Subject"), &d)),
+		MessageID:  first(parseIDs(get(h, "Message-Id"))),
+		InReplyTo:  parseIDs(get(h, "In-Reply-To")),
+		References: parseIDs(get(h, "References")),
 	}
-	from := h.Get("From")
+	from := get(h, "From")
 	addr, name, ok := rawSender(from, &d)
 	if !ok {
 		var is webhook.Issues
@@ -55,7 +64,7 @@ func ParseRaw(raw []byte) (*Message, error) {
 		return nil, is.Err("invalid email")
 	}
 	m.From, m.FromName = addr, name
-	if v := strings.TrimSpace(h.Get("Date")); v != "" {
+	if v := strings.TrimSpace(get(h, "Date")); v != "" {
 		// An unreadable Date is common and harmless: the time of receipt counts.
 		if t, err := mail.ParseDate(v); err == nil {
 			m.Date = t.UTC()
@@ -100,8 +109,8 @@ func (w *walker) entity(h textproto.MIMEHeader, body []byte, depth int) {
 		w.d.add(DefectTooManyParts)
 		return
 	}
-	mt, params := w.contentType(h.Get("Content-Type"))
-	if cd := strings.ToLower(strings.TrimSpace(h.Get("Content-Disposition"))); strings.HasPrefix(cd, "attachment") {
+	mt, params := w.contentType(get(h, "Content-Type"))
+	if cd := strings.ToLower(strings.TrimSpace(get(h, "Content-Disposition"))); strings.HasPrefix(cd, "attachment") {
 		return
 	}
 	if !strings.HasPrefix(mt, "multipart/") {
@@ -141,9 +150,9 @@ func (w *walker) entity(h textproto.MIMEHeader, body []byte, depth int) {
 func (w *walker) text(mt string, h textproto.MIMEHeader, params map[string]string, body []byte) {
 	switch {
 	case mt == "text/plain" && w.plain == "":
-		w.plain = w.decode(h.Get("Content-Transfer-Encoding"), params["charset"], body)
+		w.plain = w.decode(get(h, "Content-Transfer-Encoding"), params["charset"], body)
 	case mt == "text/html" && w.html == "":
-		w.html = w.decode(h.Get("Content-Transfer-Encoding"), params["charset"], body)
+		w.html = w.decode(get(h, "Content-Transfer-Encoding"), params["charset"], body)
 	}
 }
 
