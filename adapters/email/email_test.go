@@ -202,6 +202,25 @@ func TestObsoleteFieldSyntax(t *testing.T) {
 	}
 }
 
+func TestSenderPickedOutOfABrokenFrom(t *testing.T) {
+	for _, tc := range []struct{ from, addr, name string }{
+		{"Jane Doe jane@example.com", "jane@example.com", ""},
+		{`"Doe, Jane <Jane@Example.com>`, "jane@example.com", "Doe, Jane"},
+		{"J\xf6rg <joerg@example.de>", "joerg@example.de", "Jörg"},
+		{"=?x-none?Q?Caf=C3=A9?= <owner@cafe.example>", "owner@cafe.example", "Café"},
+		{"mailto:jane@example.com.", "jane@example.com", ""},
+		{"Jane <MAILTO:jane@example.com>", "jane@example.com", "Jane"},
+		{"Jane <jane@exa", "", ""}, // cut short: no address rather than a wrong one
+		{"Jane Doe", "", ""},
+		{"undisclosed-recipients:;", "", ""},
+	} {
+		addr, name, ok := rawSender(tc.from, nil)
+		if addr != tc.addr || name != tc.name || ok != (tc.addr != "") {
+			t.Errorf("rawSender(%q) = %q %q %v, want %q %q", tc.from, addr, name, ok, tc.addr, tc.name)
+		}
+	}
+}
+
 func TestLenientDecoders(t *testing.T) {
 	for _, tc := range []struct {
 		in, want string

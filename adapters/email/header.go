@@ -259,21 +259,32 @@ func rawSender(v string, d *defects) (addr, name string, ok bool) {
 		}
 	}
 	if m := angleAddr.FindStringSubmatchIndex(text); m != nil {
-		if norm, ok := usableAddress(text[m[2]:m[3]]); ok {
+		if norm, ok := usableAddress(noMailto(text[m[2]:m[3]])); ok {
 			d.add(DefectFromNotRFC5322)
 			return norm, strings.Trim(strings.TrimSpace(text[:m[0]]), `"' `), true
 		}
 	}
+	// A bare word with an @ in it counts only with a dotted domain: in a
+	// From this broken, "jane@exa" is more likely cut short than local.
 	for _, f := range strings.FieldsFunc(text, func(r rune) bool { return unicode.IsSpace(r) || strings.ContainsRune(`<>,;"'()`, r) }) {
-		if !strings.Contains(f, "@") {
+		f = noMailto(strings.Trim(f, ".:"))
+		if at := strings.LastIndexByte(f, '@'); at < 0 || !strings.Contains(f[at:], ".") {
 			continue
 		}
-		if norm, ok := usableAddress(strings.Trim(f, ".:")); ok {
+		if norm, ok := usableAddress(f); ok {
 			d.add(DefectFromNotRFC5322)
 			return norm, "", true
 		}
 	}
 	return "", "", false
+}
+
+// noMailto drops the "mailto:" some mailers put before an address.
+func noMailto(a string) string {
+	if len(a) > 7 && strings.EqualFold(a[:7], "mailto:") {
+		return a[7:]
+	}
+	return a
 }
 
 var angleAddr = regexp.MustCompile(`<\s*([^<>\s]+@[^<>\s]+?)\s*>`)
