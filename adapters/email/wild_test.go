@@ -4,10 +4,12 @@ import (
 	"bytes"
 	"encoding/json"
 	"io"
+	"maps"
 	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strings"
 	"testing"
@@ -260,6 +262,45 @@ func TestMailFromTheWild(t *testing.T) {
 				t.Errorf("%s = %q, want %q", email.DefectsVariable, got, strings.Join(want.defects, ","))
 			}
 		})
+	}
+}
+
+// TestWildMailCutShort cuts every message of the corpus short at points
+// through it, as a connection that drops does: the endpoint answers 200 or
+// the 4xx envelope, never 5xx, and once the From line is whole the message
+// is accepted, from its sender.
+func TestWildMailCutShort(t *testing.T) {
+	r := newRig(t, false)
+	names := slices.Sorted(maps.Keys(wild))
+	fromLine := regexp.MustCompile(`(?m)^From:[^\r\n]*`)
+	for _, name := range names {
+		want := wild[name]
+		raw, err := os.ReadFile(filepath.Join("testdata/wild", name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		fromEnd := -1 // where the From line ends
+		if loc := fromLine.FindIndex(raw); loc != nil && want.refused == nil {
+			fromEnd = loc[1]
+		}
+		step := max(1, len(raw)/24)
+		for cut := 0; cut < len(raw); cut += step {
+			part := raw[:cut]
+			a := serve(r.srv, part)
+			m, perr := email.ParseRaw(part)
+			switch {
+			case a.status >= 500 || a.status >= 400 && !a.envelope():
+				t.Fatalf("%s cut at %d: %d %s", name, cut, a.status, a.raw)
+			case a.status >= 400:
+				if fromEnd >= 0 && cut >= fromEnd {
+					t.Errorf("%s cut at %d, after its From line: %d %s", name, cut, a.status, a.raw)
+				}
+			case a.status != http.StatusOK || perr != nil:
+				t.Fatalf("%s cut at %d: %d %s (ParseRaw: %v)", name, cut, a.status, a.raw, perr)
+			case fromEnd >= 0 && cut >= fromEnd && m.From != want.from:
+				t.Errorf("%s cut at %d: sender %q, want %q", name, cut, m.From, want.from)
+			}
+		}
 	}
 }
 
