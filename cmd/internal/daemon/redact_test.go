@@ -3,6 +3,7 @@ package daemon
 import (
 	"bytes"
 	"context"
+	"encoding/hex"
 	"io"
 	"os"
 	"path/filepath"
@@ -44,9 +45,9 @@ func onDisk(t *testing.T, dir string) []string {
 
 // plantStore writes customers whose interactions hold card numbers, the
 // way a store from before redaction holds them.
-func plantStore(t *testing.T, dir string, customers int) {
+func plantStore(t *testing.T, dir string, customers int, key ...byte) {
 	t.Helper()
-	db, err := store.Open(store.Options{Dir: dir, MinFreeBytes: -1})
+	db, err := store.Open(store.Options{Dir: dir, MinFreeBytes: -1, EncryptionKey: key})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -138,6 +139,30 @@ func TestRedactSweepsAStoreAndContinuesAfterAnInterruption(t *testing.T) {
 	}
 	if got := prof.Variables["note"].Value; got != "second card [card ending 4444], ssn [ssn]" {
 		t.Errorf("note %q", got)
+	}
+}
+
+// An encrypted store is swept and compacted with its key, and opens with
+// it afterwards.
+func TestRedactSweepsAnEncryptedStore(t *testing.T) {
+	dir := t.TempDir()
+	key := bytes.Repeat([]byte{7}, 32)
+	plantStore(t, dir, 3, key...)
+	env := map[string]string{"STICKY_DATA_DIR": dir, "STICKY_ENCRYPTION_KEY": hex.EncodeToString(key)}
+	if code, msg := command(t, env, "redact"); code != 0 || !strings.Contains(msg, "redacted card=12 ") || !strings.Contains(msg, "compacted") {
+		t.Fatalf("exit %d\n%s", code, msg)
+	}
+	if _, _, err := openWith(dir, nil); err == nil {
+		t.Fatal("the compacted store opens without its key")
+	}
+	db, err := store.Open(store.Options{Dir: dir, EncryptionKey: key, MinFreeBytes: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	prof, err := core.New(core.Options{Store: db}).Customer(context.Background(), "cust_planted_c", 0)
+	if err != nil || !strings.HasSuffix(prof.Variables["summary"].Value, "[card ending 1111] was charged twice") {
+		t.Fatalf("%v %+v", err, prof)
 	}
 }
 
