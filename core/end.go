@@ -29,6 +29,15 @@ type endPlan struct {
 	status  string
 	ttl     time.Duration
 	fp      string
+	// now and newRef are the clock and the customer ref the end uses.
+	now    time.Time
+	newRef func() string
+}
+
+// endOutcome is an applied end's result with the channel it was decided on.
+type endOutcome struct {
+	res     *EndResult
+	channel string
 }
 
 func (e *Engine) checkEnd(req EndRequest) (endPlan, error) {
@@ -124,7 +133,17 @@ func (e *Engine) End(ctx context.Context, req EndRequest) (res *EndResult, err e
 	if err := ctx.Err(); err != nil {
 		return nil, &Error{Code: CodeUnavailable, Message: "request cancelled"}
 	}
+	if e.rep != nil {
+		out, err := e.replicate(ctx, &command{Op: opEnd, End: &req, Merge: req.Merge})
+		if err != nil {
+			return nil, err
+		}
+		o := out.(*endOutcome)
+		p.channel = o.channel
+		return o.res, nil
+	}
 	wrote := false
+	p.now, p.newRef = e.now(), e.opts.NewRef
 	err = e.db.Update(func(t *store.Txn) error {
 		res, wrote = nil, false
 		return e.end(t, &p, &res, &wrote)
@@ -140,7 +159,7 @@ func (e *Engine) End(ctx context.Context, req EndRequest) (res *EndResult, err e
 
 func (e *Engine) end(t *store.Txn, p *endPlan, out **EndResult, wrote *bool) error {
 	req := p.req
-	now := e.now()
+	now := p.now
 	call, found, err := t.Call(req.CallID)
 	if err != nil {
 		return err
@@ -199,7 +218,7 @@ func (e *Engine) end(t *store.Txn, p *endPlan, out **EndResult, wrote *bool) err
 		} else {
 			ref := p.hints.ref
 			if ref == "" {
-				ref = e.opts.NewRef()
+				ref = p.newRef()
 			}
 			cust = store.Customer{Ref: ref, CreatedAt: now}
 		}

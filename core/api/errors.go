@@ -17,9 +17,12 @@ type ErrorBody struct {
 	Code int `json:"code,omitempty"`
 }
 
-// Details lists the problems with a request.
+// Details lists the problems with a request, or the scopes a key lacks.
 type Details struct {
-	Issues []core.Issue `json:"issues"`
+	Issues []core.Issue `json:"issues,omitempty"`
+	// RequiredScopes (403): an API key holding any one of them may call
+	// the route.
+	RequiredScopes []Scope `json:"required_scopes,omitempty"`
 }
 
 // Status is the HTTP status for an error from the engine. It is the one
@@ -95,7 +98,13 @@ func itoa(n int) string {
 func WriteError(w http.ResponseWriter, err error) {
 	b := Envelope(err)
 	b.Code = 0
-	writeEnvelope(w, Status(err), b)
+	status := Status(err)
+	if status == http.StatusServiceUnavailable {
+		// Unavailable is always "try again soon": a full disk being
+		// cleared, a cluster re-electing its leader.
+		w.Header().Set("Retry-After", "1")
+	}
+	writeEnvelope(w, status, b)
 }
 
 // Fail writes an error envelope for a status that did not come from the engine.

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/url"
 	"os"
 	"reflect"
 	"regexp"
@@ -17,6 +18,7 @@ import (
 
 	"gopkg.in/yaml.v3"
 
+	"github.com/sticky-cc/sticky/core/api"
 	"github.com/sticky-cc/sticky/core/redact"
 )
 
@@ -24,7 +26,8 @@ import (
 type Config struct {
 	DataDir           string        `yaml:"data_dir" env:"STICKY_DATA_DIR" flag:"data-dir" help:"Badger directory"`
 	HTTPAddr          string        `yaml:"http_addr" env:"STICKY_HTTP_ADDR" flag:"http-addr" help:"HTTP API, adapters and desktop listen address (port 0 picks one)"`
-	APIKeys           []string      `yaml:"api_keys" env:"STICKY_API_KEYS" flag:"api-keys" help:"comma-separated API keys; none: loopback only" secret:"true"`
+	APIKeys           []string      `yaml:"api_keys" env:"STICKY_API_KEYS" flag:"api-keys" help:"comma-separated API keys, each a plain key (every scope) or name:scope+scope:secret (scopes ingest, calls, read, admin); none: loopback only" secret:"true"`
+	APIKeysFile       string        `yaml:"api_keys_file" env:"STICKY_API_KEYS_FILE" flag:"api-keys-file" help:"YAML list of API keys, each {name, key or sha256, scopes}"`
 	RatePerSecond     float64       `yaml:"rate_per_second" env:"STICKY_RATE_PER_SECOND" flag:"rate-per-second" help:"requests per second allowed per API key"`
 	DefaultRegion     string        `yaml:"default_region" env:"STICKY_DEFAULT_REGION" flag:"default-region" help:"region for numbers without a country code"`
 	EncryptionKeyFile string        `yaml:"encryption_key_file" env:"STICKY_ENCRYPTION_KEY_FILE" flag:"encryption-key-file" help:"file holding a 16, 24 or 32 byte AES key (raw, hex or base64) for encryption at rest"`
@@ -37,9 +40,14 @@ type Config struct {
 	StatsWindow       time.Duration `yaml:"stats_window" env:"STICKY_STATS_WINDOW" flag:"stats-window" help:"window of the cross-channel figures exported as metrics"`
 	StatsEvery        time.Duration `yaml:"stats_every" env:"STICKY_STATS_EVERY" flag:"stats-every" help:"how often those figures are recomputed (they scan the store)"`
 	MinFreeMiB        float64       `yaml:"min_free_mib" env:"STICKY_MIN_FREE_MIB" flag:"min-free-mib" help:"refuse writes (503) while the data disk has less free space than this many MiB"`
+	PprofAddr         string        `yaml:"pprof_addr" env:"STICKY_PPROF_ADDR" flag:"pprof-addr" help:"serve Go's pprof profiles on this loopback address (port 0 picks one); empty: off"`
+
+	// Keys are the API keys of APIKeys and APIKeysFile, checked by Load.
+	Keys []api.Key `yaml:"-"`
 
 	Identity  Identity  `yaml:"identity"`
 	Adapters  Adapters  `yaml:"adapters"`
+	Cluster   Cluster   `yaml:"cluster"`
 	Redaction Redaction `yaml:"redaction"`
 
 	NATS NATS `yaml:"nats"`
@@ -65,10 +73,24 @@ type NATS struct {
 	WSAllowedOrigins []string `yaml:"ws_allowed_origins" env:"STICKY_NATS_WS_ALLOWED_ORIGINS" flag:"nats-ws-allowed-origins" help:"page origins allowed to open the NATS websocket (default: any; agents must still sign in)"`
 	// PopRetention is how long pops stay in the stream for late desktops.
 	PopRetention time.Duration `yaml:"pop_retention" env:"STICKY_POP_RETENTION" flag:"pop-retention" help:"how long pops are kept for desktops that connect late"`
+	// ServerName, ClusterAddr and Routes let the embedded servers of
+	// several nodes form one NATS cluster, so that a clustered Sticky needs
+	// no NATS of its own.
+	ServerName  string   `yaml:"server_name" env:"STICKY_NATS_SERVER_NAME" flag:"nats-server-name" help:"embedded NATS server name, unique in its NATS cluster (default: host name and cluster port)"`
+	ClusterAddr string   `yaml:"cluster_addr" env:"STICKY_NATS_CLUSTER_ADDR" flag:"nats-cluster-addr" help:"embedded NATS route listener for other nodes' servers (empty: not clustered)"`
+	Routes      []string `yaml:"routes" env:"STICKY_NATS_ROUTES" flag:"nats-routes" help:"comma-separated nats-route://host:port of the other nodes' embedded servers"`
 	// Agents are the desktop logins of the embedded server.
 	Agents []Agent `yaml:"agents"`
 	// AgentsFile holds agents as YAML (a list), so passwords stay out of the main file.
 	AgentsFile string `yaml:"agents_file" env:"STICKY_AGENTS_FILE" flag:"agents-file" help:"YAML list of agent logins for the desktop"`
+}
+
+// Cluster makes several nodes share one customer memory, replicated by
+// NATS JetStream.
+type Cluster struct {
+	Name     string `yaml:"name" env:"STICKY_CLUSTER" flag:"cluster" help:"name of the shared memory: nodes with the same name on the same NATS share it (empty: a standalone node)"`
+	Replicas int    `yaml:"replicas" env:"STICKY_CLUSTER_REPLICAS" flag:"cluster-replicas" help:"copies JetStream keeps of the shared memory (3; 1 for a single NATS server)"`
+	MaxLag   int    `yaml:"max_lag" env:"STICKY_CLUSTER_MAX_LAG" flag:"cluster-max-lag" help:"log entries a node may be behind and still report ready"`
 }
 
 // Agent is one desktop login.
@@ -152,6 +174,7 @@ func Defaults() Config {
 		MinFreeMiB:      256,
 		Identity:        Identity{ANI: 0.40, Email: 0.30, ExternalID: 0.20, Recency: 0.10, RecencyWindow: 30 * 24 * time.Hour},
 		Adapters:        Adapters{ReplayWindow: 5 * time.Minute, TicketPattern: `\[([A-Z][A-Z0-9]*-\d+)\]`},
+		Cluster:         Cluster{Replicas: 3, MaxLag: 1000},
 		Redaction:       Redaction{Enabled: true},
 		NATS: NATS{
 			Addr:         "127.0.0.1:4222",
@@ -243,6 +266,9 @@ func Load(name string, args []string, getenv func(string) string, stderr io.Writ
 		}
 		cfg.NATS.Agents = append(cfg.NATS.Agents, agents...)
 	}
+	if err := cfg.loadKeys(); err != nil {
+		return cfg, err
+	}
 	return cfg, cfg.Validate()
 }
 
@@ -297,6 +323,12 @@ func setValue(v reflect.Value, s, setting string) error {
 			return &Error{setting, fmt.Sprintf("%q is not a duration such as 300ms, 15s or 720h", s)}
 		}
 		v.SetInt(int64(d))
+	case int:
+		n, err := strconv.Atoi(s)
+		if err != nil {
+			return &Error{setting, fmt.Sprintf("%q is not a whole number", s)}
+		}
+		v.SetInt(int64(n))
 	case float64:
 		f, err := strconv.ParseFloat(s, 64)
 		if err != nil {
@@ -325,6 +357,13 @@ func (c Config) Validate() error {
 			return &Error{a.setting, fmt.Sprintf("%q is not host:port (e.g. 127.0.0.1:8080; port 0 picks a free one)", a.addr)}
 		}
 	}
+	if c.PprofAddr != "" {
+		host, port, err := net.SplitHostPort(c.PprofAddr)
+		ip := net.ParseIP(host)
+		if err != nil || !validPort(port) || (host != "localhost" && (ip == nil || !ip.IsLoopback())) {
+			return &Error{"STICKY_PPROF_ADDR (pprof_addr)", fmt.Sprintf("%q must be a loopback host:port such as 127.0.0.1:6060 (profiles reveal the process's internals)", c.PprofAddr)}
+		}
+	}
 	if c.ESL.ListenAddr != "" {
 		if _, port, err := net.SplitHostPort(c.ESL.ListenAddr); err != nil || !validPort(port) {
 			return &Error{"STICKY_ESL_LISTEN_ADDR (esl.listen_addr)", fmt.Sprintf("%q is not host:port", c.ESL.ListenAddr)}
@@ -337,6 +376,31 @@ func (c Config) Validate() error {
 		{"STICKY_WEIGHT_EXTERNAL_ID (identity.external_id_weight)", c.Identity.ExternalID}, {"STICKY_WEIGHT_RECENCY (identity.recency_weight)", c.Identity.Recency}} {
 		if w.v < 0 || w.v > 1 {
 			return &Error{w.setting, "must be between 0 and 1"}
+		}
+	}
+	if c.Cluster.Name != "" && !clusterName.MatchString(c.Cluster.Name) {
+		return &Error{"STICKY_CLUSTER (cluster.name)", fmt.Sprintf("%q must be 1-64 letters, digits, '_' or '-'", c.Cluster.Name)}
+	}
+	if r := c.Cluster.Replicas; r < 1 || r > 5 {
+		return &Error{"STICKY_CLUSTER_REPLICAS (cluster.replicas)", "must be from 1 to 5"}
+	}
+	if c.Cluster.MaxLag < 1 {
+		return &Error{"STICKY_CLUSTER_MAX_LAG (cluster.max_lag)", "must be at least 1"}
+	}
+	if c.NATS.ClusterAddr != "" {
+		if _, port, err := net.SplitHostPort(c.NATS.ClusterAddr); err != nil || !validPort(port) {
+			return &Error{"STICKY_NATS_CLUSTER_ADDR (nats.cluster_addr)", fmt.Sprintf("%q is not host:port (e.g. 0.0.0.0:6222)", c.NATS.ClusterAddr)}
+		}
+		if c.NATS.URL != "" {
+			return &Error{"STICKY_NATS_CLUSTER_ADDR (nats.cluster_addr)", "clusters the embedded server, but STICKY_NATS_URL points at an external NATS"}
+		}
+	}
+	if len(c.NATS.Routes) > 0 && c.NATS.ClusterAddr == "" {
+		return &Error{"STICKY_NATS_ROUTES (nats.routes)", "needs STICKY_NATS_CLUSTER_ADDR: the embedded server must listen for routes too"}
+	}
+	for _, r := range c.NATS.Routes {
+		if u, err := url.Parse(r); err != nil || (u.Scheme != "nats-route" && u.Scheme != "nats") || u.Port() == "" {
+			return &Error{"STICKY_NATS_ROUTES (nats.routes)", fmt.Sprintf("%q is not nats-route://host:port", r)}
 		}
 	}
 	if c.MinFreeMiB < 0 {
@@ -400,6 +464,8 @@ func (c Config) Validate() error {
 	}
 	return nil
 }
+
+var clusterName = regexp.MustCompile(`^[A-Za-z0-9_-]{1,64}$`)
 
 func validPort(p string) bool {
 	n, err := strconv.Atoi(p)

@@ -59,6 +59,8 @@ func TestBadSettingsNameTheSetting(t *testing.T) {
 		{nil, map[string]string{"STICKY_DEFAULT_REGION": "usa"}, "STICKY_DEFAULT_REGION"},
 		{nil, map[string]string{"STICKY_WEIGHT_ANI": "1.5"}, "STICKY_WEIGHT_ANI"},
 		{nil, map[string]string{"STICKY_MIN_FREE_MIB": "-1"}, "STICKY_MIN_FREE_MIB"},
+		{nil, map[string]string{"STICKY_PPROF_ADDR": "0.0.0.0:6060"}, "STICKY_PPROF_ADDR"},
+		{nil, map[string]string{"STICKY_PPROF_ADDR": "example.com:6060"}, "STICKY_PPROF_ADDR"},
 		{nil, map[string]string{"STICKY_TICKET_PATTERN": "[TKT-("}, "STICKY_TICKET_PATTERN"},
 		{nil, map[string]string{"STICKY_REDACT_PATTERNS": `ACCT-\d{6}` + "\n(M-"}, "redaction.patterns[1]"},
 		{nil, map[string]string{"STICKY_REDACT_PATTERNS": ".*"}, "STICKY_REDACT_PATTERNS"},

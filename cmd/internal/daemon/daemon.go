@@ -152,6 +152,13 @@ func Run(ctx context.Context, name string, cfg config.Config, attach Attach, log
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 		return fmt.Errorf("data dir: %w", err)
 	}
+	if cfg.PprofAddr != "" {
+		stop, err := servePprof(cfg.PprofAddr, log)
+		if err != nil {
+			return err
+		}
+		defer stop()
+	}
 	minFree := int64(cfg.MinFreeMiB * (1 << 20))
 	if minFree == 0 {
 		minFree = -1 // off
@@ -169,17 +176,26 @@ func Run(ctx context.Context, name string, cfg config.Config, attach Attach, log
 	}()
 
 	m := newMetrics()
+	mem, err := newMemory(cfg, key, log)
+	if err != nil {
+		return err
+	}
+	var shared core.Log
+	if mem != nil {
+		shared = mem
+	}
 	redactor, err := newRedactor(cfg, log)
 	if err != nil {
 		return err
 	}
+	m.Register(newStoreCollector(db.Health))
 	engine := core.New(core.Options{
-		Store: db, DefaultRegion: cfg.DefaultRegion, Logger: log, Observer: m, Redactor: redactor,
+		Store: db, DefaultRegion: cfg.DefaultRegion, Logger: log, Observer: m, Log: shared, Redactor: redactor,
 		VariableTTL: cfg.VariableTTL, IntentWindow: cfg.IntentWindow,
 		Weights: core.Weights{ANI: cfg.Identity.ANI, Email: cfg.Identity.Email, ExternalID: cfg.Identity.ExternalID,
 			Recency: cfg.Identity.Recency, RecencyWindow: cfg.Identity.RecencyWindow},
 	})
-	srv := api.New(api.Options{Engine: engine, Keys: cfg.APIKeys, RatePerSecond: cfg.RatePerSecond, Logger: log})
+	srv := api.New(api.Options{Engine: engine, NamedKeys: cfg.Keys, RatePerSecond: cfg.RatePerSecond, Logger: log})
 	if err := srv.CheckAddr(cfg.HTTPAddr); err != nil {
 		return &config.Error{Setting: "STICKY_HTTP_ADDR (http_addr)", Problem: err.Error()}
 	}
@@ -208,11 +224,6 @@ func Run(ctx context.Context, name string, cfg config.Config, attach Attach, log
 			}
 		}()
 	}
-	goRun("sweeper", engine.Run)
-	sc := newStatsCollector(engine, cfg.StatsWindow, cfg.StatsEvery, log)
-	m.Register(sc)
-	goRun("statistics", sc.run)
-
 	var popper core.Popper = m.pops(nil)
 	pops, err := startPops(runCtx, cfg, engine, srv, log, m.count)
 	if err != nil {
@@ -222,6 +233,18 @@ func Run(ctx context.Context, name string, cfg config.Config, attach Attach, log
 		popper = m.pops(pops.popper)
 		goRun("screen-pops", pops.run)
 	}
+	if mem != nil {
+		follow, err := joinMemory(runCtx, cfg, mem, engine, pops)
+		if err != nil {
+			return err
+		}
+		goRun("shared memory", follow)
+	}
+	mountCluster(cfg, mem, engine, srv, m)
+	goRun("sweeper", engine.Run)
+	sc := newStatsCollector(engine, cfg.StatsWindow, cfg.StatsEvery, log)
+	m.Register(sc)
+	goRun("statistics", sc.run)
 	if err := mountAdapters(cfg, engine, srv, log); err != nil {
 		return err
 	}
