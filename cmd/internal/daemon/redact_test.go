@@ -214,3 +214,26 @@ func TestABadRedactionPatternStopsTheStart(t *testing.T) {
 		}
 	}
 }
+
+// A cluster node's store is a copy of the shared stream: the sweep
+// refuses it rather than make one copy differ, and changes nothing.
+func TestRedactRefusesAClusterNodesStore(t *testing.T) {
+	dir := t.TempDir()
+	plantStore(t, dir, 1)
+	db, err := store.Open(store.Options{Dir: dir, MinFreeBytes: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := db.Update(func(tx *store.Txn) error { return tx.PutMemory("memory-1") }); err != nil {
+		t.Fatal(err)
+	}
+	db.Close()
+	for _, env := range []map[string]string{{"STICKY_DATA_DIR": dir}, {"STICKY_DATA_DIR": t.TempDir(), "STICKY_CLUSTER": "main"}} {
+		if code, msg := command(t, env, "redact"); code != 2 || !strings.Contains(msg, "shared memory") || strings.Contains(msg, "done:") {
+			t.Errorf("%v: exit %d %s", env, code, msg)
+		}
+	}
+	if len(onDisk(t, dir)) == 0 {
+		t.Error("the refused sweep changed the store")
+	}
+}
