@@ -95,6 +95,20 @@ func redactCommand(ctx context.Context, name string, args []string, getenv func(
 		fmt.Fprintln(stderr, name+": "+err.Error())
 		return 1
 	}
+	// A cluster node's store is a copy of the shared memory's stream:
+	// rewriting one copy would make it differ from the others, and the
+	// stream would still hold the entries as they were sent.
+	var memory string
+	if err := db.View(func(t *store.Txn) (err error) { memory, err = t.Memory(); return err }); err != nil {
+		db.Close()
+		fmt.Fprintln(stderr, name+": "+err.Error())
+		return 1
+	}
+	if memory != "" || cfg.Cluster.Name != "" {
+		db.Close()
+		fmt.Fprintf(stderr, "%s: %s is a node of a shared memory (STICKY_CLUSTER): redacting one node's copy would make it differ from the others while the stream keeps the text as it was sent; redacting a cluster's memory is not supported yet\n", cmd, cfg.DataDir)
+		return 2
+	}
 	began := time.Now()
 	var last time.Time
 	rate := func(p store.SweepProgress, took time.Duration) string {

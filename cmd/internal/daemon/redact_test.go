@@ -3,6 +3,7 @@ package daemon
 import (
 	"bytes"
 	"context"
+	"encoding/hex"
 	"io"
 	"os"
 	"path/filepath"
@@ -44,9 +45,9 @@ func onDisk(t *testing.T, dir string) []string {
 
 // plantStore writes customers whose interactions hold card numbers, the
 // way a store from before redaction holds them.
-func plantStore(t *testing.T, dir string, customers int) {
+func plantStore(t *testing.T, dir string, customers int, key ...byte) {
 	t.Helper()
-	db, err := store.Open(store.Options{Dir: dir, MinFreeBytes: -1})
+	db, err := store.Open(store.Options{Dir: dir, MinFreeBytes: -1, EncryptionKey: key})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -141,6 +142,30 @@ func TestRedactSweepsAStoreAndContinuesAfterAnInterruption(t *testing.T) {
 	}
 }
 
+// An encrypted store is swept and compacted with its key, and opens with
+// it afterwards.
+func TestRedactSweepsAnEncryptedStore(t *testing.T) {
+	dir := t.TempDir()
+	key := bytes.Repeat([]byte{7}, 32)
+	plantStore(t, dir, 3, key...)
+	env := map[string]string{"STICKY_DATA_DIR": dir, "STICKY_ENCRYPTION_KEY": hex.EncodeToString(key)}
+	if code, msg := command(t, env, "redact"); code != 0 || !strings.Contains(msg, "redacted card=12 ") || !strings.Contains(msg, "compacted") {
+		t.Fatalf("exit %d\n%s", code, msg)
+	}
+	if _, _, err := openWith(dir, nil); err == nil {
+		t.Fatal("the compacted store opens without its key")
+	}
+	db, err := store.Open(store.Options{Dir: dir, EncryptionKey: key, MinFreeBytes: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	prof, err := core.New(core.Options{Store: db}).Customer(context.Background(), "cust_planted_c", 0)
+	if err != nil || !strings.HasSuffix(prof.Variables["summary"].Value, "[card ending 1111] was charged twice") {
+		t.Fatalf("%v %+v", err, prof)
+	}
+}
+
 func TestRedactionAtTheDoorOfTheProcess(t *testing.T) {
 	dir := t.TempDir()
 	addr, stop := runDaemon(t, map[string]string{"STICKY_DATA_DIR": dir, "STICKY_REDACT_PATTERNS": `ACCT-\d{6,8}`})
@@ -187,5 +212,28 @@ func TestABadRedactionPatternStopsTheStart(t *testing.T) {
 		if code != 2 || !strings.Contains(msg, "STICKY_REDACT_PATTERNS") {
 			t.Errorf("redact with pattern %q: exit %d %q", p, code, msg)
 		}
+	}
+}
+
+// A cluster node's store is a copy of the shared stream: the sweep
+// refuses it rather than make one copy differ, and changes nothing.
+func TestRedactRefusesAClusterNodesStore(t *testing.T) {
+	dir := t.TempDir()
+	plantStore(t, dir, 1)
+	db, err := store.Open(store.Options{Dir: dir, MinFreeBytes: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := db.Update(func(tx *store.Txn) error { return tx.PutMemory("memory-1") }); err != nil {
+		t.Fatal(err)
+	}
+	db.Close()
+	for _, env := range []map[string]string{{"STICKY_DATA_DIR": dir}, {"STICKY_DATA_DIR": t.TempDir(), "STICKY_CLUSTER": "main"}} {
+		if code, msg := command(t, env, "redact"); code != 2 || !strings.Contains(msg, "shared memory") || strings.Contains(msg, "done:") {
+			t.Errorf("%v: exit %d %s", env, code, msg)
+		}
+	}
+	if len(onDisk(t, dir)) == 0 {
+		t.Error("the refused sweep changed the store")
 	}
 }
