@@ -18,7 +18,7 @@ var registeredElsewhere = map[string]string{
 	"GET /metrics":    "cmd/internal/daemon",
 	"GET /desktop/":   "cmd/internal/daemon (screenpop.Desktop)",
 	"GET /desktop":    "cmd/internal/daemon",
-	"GET /v1/cluster": "the cluster status of the replicated engine",
+	"GET /v1/cluster": "cmd/internal/daemon (mountCluster)",
 }
 
 // Every route registered on the server has an operation in the document,

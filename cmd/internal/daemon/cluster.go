@@ -95,6 +95,8 @@ func clusterInfo(cfg config.Config, mem *cluster.Memory) ClusterInfo {
 }
 
 // mountCluster serves GET /v1/cluster, the readiness check and the metrics.
+// The cluster status is for monitoring: a key with the read scope may see
+// it, no admin key is needed.
 func mountCluster(cfg config.Config, mem *cluster.Memory, e *core.Engine, srv *api.Server, m *metrics) {
 	srv.Handle("GET /v1/cluster", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		info := clusterInfo(cfg, mem)
