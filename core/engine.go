@@ -12,6 +12,7 @@ import (
 	"encoding/json"
 	"log/slog"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/sticky-cc/sticky/core/store"
@@ -62,6 +63,9 @@ type Engine struct {
 	db   *store.DB
 	log  *slog.Logger
 	rep  *replication // nil: standalone
+
+	scrub  chan struct{} // an erasure asks Run to scrub the store
+	scrubs atomic.Int64  // scrubs completed
 }
 
 // New returns an engine over opts.Store.
@@ -105,7 +109,7 @@ func New(opts Options) *Engine {
 	if opts.ApplyTimeout <= 0 {
 		opts.ApplyTimeout = 5 * time.Second
 	}
-	e := &Engine{opts: opts, db: opts.Store, log: opts.Logger}
+	e := &Engine{opts: opts, db: opts.Store, log: opts.Logger, scrub: make(chan struct{}, 1)}
 	if opts.Log != nil {
 		e.rep = newReplication(opts.Log)
 	}
@@ -136,6 +140,17 @@ func (e *Engine) Run(ctx context.Context) error {
 		select {
 		case <-ctx.Done():
 			return nil
+		case <-e.scrub:
+			// Erasures come in bursts (a data-subject request names
+			// several refs); one scrub covers all that came before it.
+			select {
+			case <-ctx.Done():
+				return nil
+			case <-time.After(time.Second):
+			}
+			if err := e.Scrub(); err != nil {
+				e.log.Warn("scrubbing erased records from disk failed; retrying at the next erasure", "err", err)
+			}
 		case <-t.C:
 			if e.rep != nil {
 				if err := e.sweepShared(ctx); err != nil {
@@ -151,6 +166,27 @@ func (e *Engine) Run(ctx context.Context) error {
 		}
 	}
 }
+
+// scrubSoon asks Run to scrub the store after an erasure.
+func (e *Engine) scrubSoon() {
+	select {
+	case e.scrub <- struct{}{}:
+	default: // one is pending already
+	}
+}
+
+// Scrub removes erased and overwritten records from the store's files
+// now (see store.DB.Scrub); Run does it shortly after every erasure.
+func (e *Engine) Scrub() error {
+	err := e.db.Scrub()
+	if err == nil {
+		e.scrubs.Add(1)
+	}
+	return err
+}
+
+// Scrubs is how many scrubs have completed.
+func (e *Engine) Scrubs() int64 { return e.scrubs.Load() }
 
 // Sweep deletes expired variables and call records now.
 func (e *Engine) Sweep() (int, error) { return e.db.Sweep(e.now()) }
