@@ -9,6 +9,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -460,3 +461,33 @@ func (e *Engine) sweepShared(ctx context.Context) error {
 // StateDigest hashes everything this node's store holds that every node
 // must hold alike (it reads the whole store).
 func (e *Engine) StateDigest() (string, int, error) { return e.db.StateDigest() }
+
+// Snapshot writes a copy of this node's memory to w and returns how far
+// the copy has applied the log at least. A node that joins restores it and
+// applies the log from there (Restore), so the log need not keep entries
+// older than the snapshot.
+func (e *Engine) Snapshot(w io.Writer) (uint64, error) {
+	seq := e.Applied().Seq
+	return seq, e.db.WriteSnapshot(w)
+}
+
+// Restore replaces this node's memory with a snapshot of another node's,
+// keeping this node's binding to the shared memory.
+func (e *Engine) Restore(r io.Reader) error {
+	if e.rep == nil {
+		return errors.New("the engine has no shared log")
+	}
+	memory, err := e.BoundMemory()
+	if err != nil {
+		return err
+	}
+	e.rep.applyMu.Lock()
+	defer e.rep.applyMu.Unlock()
+	if err := e.db.ReplaceWith(r); err != nil {
+		return err
+	}
+	if err := e.db.Update(func(t *store.Txn) error { return t.PutMemory(memory) }); err != nil {
+		return err
+	}
+	return e.loadApplied()
+}

@@ -63,7 +63,14 @@ type Options struct {
 	// WaitConnected is how long Open waits for JetStream to answer
 	// before giving up (default 30s).
 	WaitConnected time.Duration
-	Logger        *slog.Logger
+	// SnapshotEvery is how often a node stores a snapshot of the memory
+	// (default 1h); SnapshotAfterErasure how soon after an erasure
+	// (default 1m). KeepEntries is how many entries before the snapshot
+	// the stream keeps (default 10000).
+	SnapshotEvery        time.Duration
+	SnapshotAfterErasure time.Duration
+	KeepEntries          uint64
+	Logger               *slog.Logger
 }
 
 // Applier is the engine as the log's consumer sees it.
@@ -71,7 +78,12 @@ type Applier interface {
 	Apply(seq uint64, entry []byte, sum [32]byte) error
 	Skip(seq uint64, sum [32]byte) error
 	Applied() core.ApplyState
+	Snapshotter
 }
+
+// errRestored makes the follower start again after the node was restored
+// from a snapshot.
+var errRestored = errors.New("restored from a snapshot")
 
 // hdrErases marks an erasure's entry with the erased customer's key id:
 // once a node has applied it, the key is destroyed.
@@ -92,7 +104,9 @@ type Memory struct {
 	caughtUp  atomic.Bool // has been level with the log since starting
 	opened    atomic.Bool
 
-	keys *keyring
+	keys        *keyring
+	erased      chan struct{} // an erasure was applied: snapshot soon
+	lastErasure atomic.Int64
 
 	mu       sync.Mutex
 	writable bool
@@ -128,7 +142,16 @@ func New(o Options) (*Memory, error) {
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
-	return &Memory{opts: o, log: o.Logger.With("component", "cluster"),
+	if o.SnapshotEvery <= 0 {
+		o.SnapshotEvery = time.Hour
+	}
+	if o.SnapshotAfterErasure <= 0 {
+		o.SnapshotAfterErasure = time.Minute
+	}
+	if o.KeepEntries == 0 {
+		o.KeepEntries = 10000
+	}
+	return &Memory{erased: make(chan struct{}, 1), opts: o, log: o.Logger.With("component", "cluster"),
 		stream: StreamName(o.Name), subject: Subject(o.Name), why: "not connected to NATS yet"}, nil
 }
 
@@ -149,8 +172,20 @@ func (m *Memory) Open(ctx context.Context, nc *nats.Conn) error {
 	if err != nil {
 		return err
 	}
-	if m.keys, err = newKeyring(wctx, js, "STICKY_KEYS_"+m.opts.Name, info.Config.Replicas, m.opts.Key); err != nil {
-		return err
+	// Like the stream, the bucket may take a few tries while the JetStream
+	// cluster settles; each try has its own deadline.
+	for {
+		actx, cancel := context.WithTimeout(wctx, 2*time.Second)
+		m.keys, err = newKeyring(actx, js, "STICKY_KEYS_"+m.opts.Name, info.Config.Replicas, m.opts.Key)
+		cancel()
+		if err == nil {
+			break
+		}
+		select {
+		case <-wctx.Done():
+			return fmt.Errorf("JetStream did not answer in time: %v", err)
+		case <-time.After(250 * time.Millisecond):
+		}
 	}
 	m.id = m.opts.Name + "@" + info.Created.UTC().Format(time.RFC3339Nano)
 	m.observe(info)
@@ -334,12 +369,17 @@ func (m *Memory) Run(ctx context.Context, a Applier) error {
 	m.appliedF = a.Applied
 	m.mu.Unlock()
 	var wg sync.WaitGroup
-	wg.Add(1)
+	wg.Add(2)
 	go func() { defer wg.Done(); m.watch(ctx, a) }()
+	go func() { defer wg.Done(); m.snapshotLoop(ctx, a, a) }()
 	defer wg.Wait()
 	backoff := 100 * time.Millisecond
 	for ctx.Err() == nil {
 		err := m.follow(ctx, a)
+		if errors.Is(err, errRestored) {
+			backoff = 100 * time.Millisecond
+			continue
+		}
 		if errors.Is(err, core.ErrBadEntry) || errors.Is(err, ErrBehind) {
 			return err
 		}
@@ -391,7 +431,12 @@ func (m *Memory) follow(ctx context.Context, a Applier) error {
 		seq := md.Sequence.Stream
 		want := a.Applied().Seq + 1
 		if seq > want {
-			return fmt.Errorf("%w: it needs entry %d and the stream now starts at %d", ErrBehind, want, seq)
+			// The stream no longer holds what this node needs next: start
+			// from the latest snapshot, then follow from there.
+			if err := m.restore(ctx, a, seq); err != nil {
+				return err
+			}
+			return errRestored
 		}
 		if seq+md.NumPending > m.last.Load() {
 			m.last.Store(seq + md.NumPending)
@@ -414,6 +459,11 @@ func (m *Memory) follow(ctx context.Context, a Applier) error {
 			}
 		}
 		if id := msg.Headers().Get(hdrErases); id != "" {
+			m.lastErasure.Store(time.Now().UnixNano())
+			select {
+			case m.erased <- struct{}{}:
+			default:
+			}
 			// Every node destroys the key; the first one does it, the
 			// others find it gone. A failure is retried by the next node
 			// and the next erasure, and said here.

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/sticky-cc/sticky/adapters/cluster"
 	"github.com/sticky-cc/sticky/adapters/cluster/clustertest"
@@ -471,5 +472,62 @@ func TestErasureLeavesNoTrace(t *testing.T) {
 	}
 	if p, err := fresh.eng.Customer(ctx, "cust_y", 0); err != nil || len(p.Identifiers) != 1 {
 		t.Fatalf("the new node lost a live customer: %+v %v", p, err)
+	}
+}
+
+// A node joining after the stream was trimmed starts from the latest
+// snapshot and the stream's tail; a snapshot taken after an erasure
+// replaces the one that held the erased customer.
+func TestSnapshotAndTrimmedStream(t *testing.T) {
+	c := clustertest.Start(t, 3)
+	opts := cluster.Options{Replicas: 3, KeepEntries: 5}
+	var nodes []*node
+	for i := range 3 {
+		nodes = append(nodes, startNode(t, c.URL(i), filepath.Join(t.TempDir(), "data"), opts))
+	}
+	a := nodes[0]
+	ctx := context.Background()
+	canary := []byte("canary-snap-51c0@example.org")
+	end(t, a, core.EndRequest{CallID: "x0", CustomerRef: "cust_x", Variables: map[string]string{"email": string(canary)}})
+	for i := range 40 {
+		end(t, nodes[i%3], core.EndRequest{CallID: fmt.Sprintf("e%d", i), CustomerRef: fmt.Sprintf("cust_%d", i%6), Intent: "x"})
+	}
+	waitLevel(t, nodes...)
+	seq, err := a.mem.SnapshotNow(ctx, a.eng)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if first := a.mem.Status(); seq < 41 || first.Applied < seq {
+		t.Fatalf("snapshot at %d, status %+v", seq, first)
+	}
+	js, _ := jetstream.New(a.nc)
+	st, err := js.Stream(ctx, cluster.StreamName("test"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if first := st.CachedInfo().State.FirstSeq; first <= 1 || first > seq {
+		t.Fatalf("after a snapshot at %d the stream starts at %d: not trimmed", seq, first)
+	}
+	for i := 40; i < 50; i++ {
+		end(t, nodes[i%3], core.EndRequest{CallID: fmt.Sprintf("e%d", i), CustomerRef: fmt.Sprintf("cust_%d", i%6)})
+	}
+	joined := startNode(t, c.URL(1), filepath.Join(t.TempDir(), "joined"), opts)
+	sameState(t, append(nodes, joined)...)
+
+	// Erase, snapshot again: the old snapshot's key is gone, so the copy
+	// that held the canary no longer opens anywhere.
+	if err := nodes[2].eng.DeleteCustomer(ctx, "cust_x"); err != nil {
+		t.Fatal(err)
+	}
+	waitLevel(t, nodes...)
+	if _, err := a.mem.SnapshotNow(ctx, a.eng); err != nil {
+		t.Fatal(err)
+	}
+	late := startNode(t, c.URL(2), filepath.Join(t.TempDir(), "late"), opts)
+	sameState(t, append(nodes, joined, late)...)
+	for i := range 3 {
+		if hits := grepTree(t, c.StoreDir(i), canary); len(hits) > 0 {
+			t.Errorf("the erased customer's email is in NATS server %d's files %v", i, hits)
+		}
 	}
 }

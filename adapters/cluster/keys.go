@@ -160,6 +160,19 @@ func (k *keyring) get(ctx context.Context, id string, create bool) ([]byte, erro
 	}
 }
 
+// put stores a key under name (a snapshot's key).
+func (k *keyring) put(ctx context.Context, name string, key []byte) error {
+	stored := key
+	if k.kek != nil {
+		stored = seal(k.kek, key, []byte(name))
+	}
+	if _, err := k.kv.Create(ctx, name, stored); err != nil {
+		return err
+	}
+	k.remember(name, key)
+	return nil
+}
+
 // destroy erases a customer's data key: the message holding it is
 // overwritten in the bucket's stream, then its subject purged.
 func (k *keyring) destroy(ctx context.Context, id string) error {

@@ -147,7 +147,7 @@ func TestClusterNodeKilledUnderLoad(t *testing.T) {
 	nodes[1] = startBridge(t, bin, dirs[1], clusterEnv(1, routes)...)
 
 	// Every node applies the whole log and holds the same memory.
-	deadline := time.Now().Add(60 * time.Second)
+	deadline := time.Now().Add(2 * time.Minute)
 	var infos []clusterInfo
 	for {
 		infos = infos[:0]

@@ -91,6 +91,11 @@ type Cluster struct {
 	Name     string `yaml:"name" env:"STICKY_CLUSTER" flag:"cluster" help:"name of the shared memory: nodes with the same name on the same NATS share it (empty: a standalone node)"`
 	Replicas int    `yaml:"replicas" env:"STICKY_CLUSTER_REPLICAS" flag:"cluster-replicas" help:"copies JetStream keeps of the shared memory (3; 1 for a single NATS server)"`
 	MaxLag   int    `yaml:"max_lag" env:"STICKY_CLUSTER_MAX_LAG" flag:"cluster-max-lag" help:"log entries a node may be behind and still report ready"`
+	// SnapshotEvery and KeepEntries bound the stream: a snapshot of the
+	// memory is stored this often, and the stream keeps only the entries
+	// after it plus KeepEntries.
+	SnapshotEvery time.Duration `yaml:"snapshot_every" env:"STICKY_CLUSTER_SNAPSHOT_EVERY" flag:"cluster-snapshot-every" help:"how often a snapshot of the shared memory is stored (new nodes start from it)"`
+	KeepEntries   int           `yaml:"keep_entries" env:"STICKY_CLUSTER_KEEP_ENTRIES" flag:"cluster-keep-entries" help:"entries the stream keeps before the latest snapshot"`
 }
 
 // Agent is one desktop login.
@@ -174,7 +179,7 @@ func Defaults() Config {
 		MinFreeMiB:      256,
 		Identity:        Identity{ANI: 0.40, Email: 0.30, ExternalID: 0.20, Recency: 0.10, RecencyWindow: 30 * 24 * time.Hour},
 		Adapters:        Adapters{ReplayWindow: 5 * time.Minute, TicketPattern: `\[([A-Z][A-Z0-9]*-\d+)\]`},
-		Cluster:         Cluster{Replicas: 3, MaxLag: 1000},
+		Cluster:         Cluster{Replicas: 3, MaxLag: 1000, SnapshotEvery: time.Hour, KeepEntries: 10000},
 		Redaction:       Redaction{Enabled: true},
 		NATS: NATS{
 			Addr:         "127.0.0.1:4222",
@@ -383,6 +388,12 @@ func (c Config) Validate() error {
 	}
 	if r := c.Cluster.Replicas; r < 1 || r > 5 {
 		return &Error{"STICKY_CLUSTER_REPLICAS (cluster.replicas)", "must be from 1 to 5"}
+	}
+	if c.Cluster.SnapshotEvery < time.Minute {
+		return &Error{"STICKY_CLUSTER_SNAPSHOT_EVERY (cluster.snapshot_every)", "must be at least 1m"}
+	}
+	if c.Cluster.KeepEntries < 0 {
+		return &Error{"STICKY_CLUSTER_KEEP_ENTRIES (cluster.keep_entries)", "must not be negative"}
 	}
 	if c.Cluster.MaxLag < 1 {
 		return &Error{"STICKY_CLUSTER_MAX_LAG (cluster.max_lag)", "must be at least 1"}

@@ -55,7 +55,8 @@ func newMemory(cfg config.Config, key []byte, log interface {
 		return nil, nil
 	}
 	mem, err := cluster.New(cluster.Options{Name: cfg.Cluster.Name, Replicas: cfg.Cluster.Replicas,
-		Key: key, MaxLag: uint64(cfg.Cluster.MaxLag)})
+		Key: key, MaxLag: uint64(cfg.Cluster.MaxLag),
+		SnapshotEvery: cfg.Cluster.SnapshotEvery, KeepEntries: uint64(max(cfg.Cluster.KeepEntries, 1))})
 	if err != nil {
 		return nil, &config.Error{Setting: "STICKY_CLUSTER (cluster.name)", Problem: err.Error()}
 	}
