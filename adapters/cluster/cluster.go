@@ -104,6 +104,7 @@ type Memory struct {
 	caughtUp  atomic.Bool // has been level with the log since starting
 	opened    atomic.Bool
 
+	nc          *nats.Conn
 	keys        *keyring
 	erased      chan struct{} // an erasure was applied: snapshot soon
 	lastErasure atomic.Int64
@@ -165,7 +166,7 @@ func (m *Memory) Open(ctx context.Context, nc *nats.Conn) error {
 	if err != nil {
 		return err
 	}
-	m.js = js
+	m.js, m.nc = js, nc
 	wctx, cancel := context.WithTimeout(ctx, m.opts.WaitConnected)
 	defer cancel()
 	info, err := m.ensureStream(wctx)
@@ -244,7 +245,8 @@ func (m *Memory) ensureStream(ctx context.Context) (*jetstream.StreamInfo, error
 			cancel()
 			return info, m.verify(info)
 		}
-		if errors.Is(err, jetstream.ErrJetStreamNotEnabled) || errors.Is(err, jetstream.ErrJetStreamNotEnabledForAccount) {
+		noJS := errors.Is(err, nats.ErrNoResponders) && m.nc.IsConnected() && !serverHasJetStream(m.nc)
+		if noJS || errors.Is(err, jetstream.ErrJetStreamNotEnabled) || errors.Is(err, jetstream.ErrJetStreamNotEnabledForAccount) {
 			cancel()
 			return nil, errors.New("the NATS server has no JetStream: a cluster needs JetStream enabled (nats-server -js, or jetstream {} in its config)")
 		}
@@ -567,4 +569,12 @@ func (m *Memory) Status() Status {
 		st.Detail += "writes refused: " + why
 	}
 	return st
+}
+
+// serverHasJetStream says whether the NATS server the connection is on runs
+// JetStream (its INFO says so); a server that does not, and that nothing
+// answers JetStream requests through, will never hold the memory.
+func serverHasJetStream(nc *nats.Conn) bool {
+	js, _ := nc.ConnectedServerJetStream()
+	return js
 }

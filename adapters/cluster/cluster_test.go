@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
@@ -529,5 +530,26 @@ func TestSnapshotAndTrimmedStream(t *testing.T) {
 		if hits := grepTree(t, c.StoreDir(i), canary); len(hits) > 0 {
 			t.Errorf("the erased customer's email is in NATS server %d's files %v", i, hits)
 		}
+	}
+}
+
+func TestRefusesNATSWithoutJetStream(t *testing.T) {
+	ns, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: -1, NoLog: true, NoSigs: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ns.Start()
+	defer ns.Shutdown()
+	if !ns.ReadyForConnections(10 * time.Second) {
+		t.Fatal("nats did not start")
+	}
+	nc, err := nats.Connect(ns.ClientURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	_, err = cluster.Open(context.Background(), cluster.Options{Conn: nc, Name: "x", Replicas: 1, WaitConnected: 5 * time.Second})
+	if err == nil || !contains(err.Error(), "no JetStream") {
+		t.Fatalf("a NATS without JetStream: %v", err)
 	}
 }
