@@ -48,6 +48,12 @@ type Options struct {
 	ApplyTimeout  time.Duration
 	// Redactor, if set, redacts every End's variables first (redaction.go).
 	Redactor Redactor
+	// Access log (issue 15, access.go): Node names this node in its
+	// records; AccessRetention is how long records are kept (365 days);
+	// AccessQueue bounds the records waiting to be written (4096).
+	Node            string
+	AccessRetention time.Duration
+	AccessQueue     int
 }
 
 // Observer is told what the engine did; it must be fast and must not block.
@@ -62,6 +68,7 @@ type Engine struct {
 	db   *store.DB
 	log  *slog.Logger
 	rep  *replication // nil: standalone
+	acc  *accessLog   // access log (issue 15)
 }
 
 // New returns an engine over opts.Store.
@@ -105,7 +112,13 @@ func New(opts Options) *Engine {
 	if opts.ApplyTimeout <= 0 {
 		opts.ApplyTimeout = 5 * time.Second
 	}
-	e := &Engine{opts: opts, db: opts.Store, log: opts.Logger}
+	if opts.AccessRetention <= 0 { // access log (issue 15)
+		opts.AccessRetention = 365 * 24 * time.Hour
+	}
+	if opts.AccessQueue <= 0 {
+		opts.AccessQueue = defaultAccessQueue
+	}
+	e := &Engine{opts: opts, db: opts.Store, log: opts.Logger, acc: newAccessLog(opts.AccessQueue)}
 	if opts.Log != nil {
 		e.rep = newReplication(opts.Log)
 	}
@@ -152,8 +165,17 @@ func (e *Engine) Run(ctx context.Context) error {
 	}
 }
 
-// Sweep deletes expired variables and call records now.
-func (e *Engine) Sweep() (int, error) { return e.db.Sweep(e.now()) }
+// Sweep deletes expired variables and call records, and access records
+// older than the retention, now.
+func (e *Engine) Sweep() (int, error) {
+	now := e.now()
+	n, err := e.db.Sweep(now)
+	if err != nil {
+		return n, err
+	}
+	m, err := e.db.SweepAccess(e.accessCutoff(now)) // access log (issue 15)
+	return n + m, err
+}
 
 // StartResult is the answer to a start: who is calling and their context.
 type StartResult struct {

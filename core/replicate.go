@@ -40,6 +40,7 @@ const (
 	opMerge  = "merge"
 	opUnlink = "unlink"
 	opSweep  = "sweep"
+	opAccess = "access" // a batch of access-log records (issue 15)
 )
 
 // entryVersion starts every entry, so that a later format can be told apart.
@@ -67,6 +68,10 @@ type command struct {
 	From     string `json:"from,omitempty"`
 	Kind     string `json:"kind,omitempty"`
 	Value    string `json:"value,omitempty"`
+	// Access log (issue 15): the records of opAccess, or the anonymous
+	// record opErase keeps; the retention opSweep applies to records.
+	Access    []store.Access `json:"access,omitempty"`
+	Retention time.Duration  `json:"access_retention,omitempty"`
 }
 
 func (c *command) newRef() string { return c.Ref }
@@ -231,6 +236,10 @@ func decodeCommand(entry []byte) (*command, error) {
 		}
 		c.End.Merge = c.Merge
 	case opErase, opMerge, opUnlink, opSweep:
+	case opAccess: // access log (issue 15)
+		if len(c.Access) == 0 {
+			return nil, fmt.Errorf("%w: access without records", ErrBadEntry)
+		}
 	default:
 		return nil, fmt.Errorf("%w: unknown operation %q (written by a newer Sticky? upgrade this node)", ErrBadEntry, c.Op)
 	}
@@ -277,6 +286,11 @@ func (e *Engine) Apply(seq uint64, entry []byte) error {
 		// sweeps again from the start, which finds the same records.
 		if _, err := e.db.Sweep(cmd.Now); err != nil {
 			return err
+		}
+		if cmd.Retention > 0 { // access log (issue 15)
+			if _, err := e.db.SweepAccess(cmd.Now.Add(-cmd.Retention)); err != nil {
+				return err
+			}
 		}
 		err = e.db.Update(func(t *store.Txn) error { return t.PutApplied(seq, digest) })
 	} else {
@@ -339,6 +353,9 @@ func (e *Engine) applyCommand(t *store.Txn, cmd *command) (any, error) {
 		}
 		return &endOutcome{res, p.channel}, nil
 	case opErase:
+		if err := e.eraseAccess(t, cmd.Customer, cmd.Access); err != nil { // access log (issue 15)
+			return nil, err
+		}
 		return nil, e.applyErase(t, cmd.Customer)
 	case opMerge:
 		return e.applyMerge(t, cmd.Customer, cmd.From, cmd.Now)
@@ -349,6 +366,8 @@ func (e *Engine) applyCommand(t *store.Txn, cmd *command) (any, error) {
 			return nil, err
 		}
 		return nil, e.applyUnlink(t, cmd.Customer, id, cmd.Now)
+	case opAccess:
+		return nil, e.applyAccess(t, cmd.Access) // access log (issue 15)
 	}
 	return nil, fmt.Errorf("%w: %q", ErrBadEntry, cmd.Op)
 }
@@ -356,7 +375,7 @@ func (e *Engine) applyCommand(t *store.Txn, cmd *command) (any, error) {
 // SweepShared asks every node to sweep expired records as of now, through
 // the shared log, so that all of them drop the same records.
 func (e *Engine) sweepShared(ctx context.Context) error {
-	_, err := e.replicate(ctx, &command{Op: opSweep})
+	_, err := e.replicate(ctx, &command{Op: opSweep, Retention: e.opts.AccessRetention})
 	return err
 }
 
