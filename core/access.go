@@ -286,7 +286,7 @@ func (e *Engine) AccessLog(ctx context.Context, ref, before string, limit int) (
 	if before != "" {
 		if t, err := ParseTime(before); err == nil {
 			page.Before = t
-		} else if b, err := hex.DecodeString(before); err == nil && len(b) == 16 {
+		} else if b, err := hex.DecodeString(before); err == nil && len(b) > 8 {
 			page.After = before
 		} else {
 			is.add("must be an RFC 3339 time or the next_before of the previous page", "before")

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/binary"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"math"
 	"time"
@@ -17,8 +18,14 @@ import (
 //	W<ref>\0<^time ns><id>   Access, a customer's records newest first
 //	X<^time ns><id>          Access of an erasure, tied to no ref
 //
+//	W<ref>                   (empty) written with every batch for ref
+//
 // The customer's records are one range scan; an erasure deletes them and
-// writes one record under X, which names who erased, not whom.
+// writes one record under X, which names who erased, not whom. The empty
+// W<ref> is what a merge or an erasure reads before it moves or deletes
+// the records: a batch committed after that read then conflicts with it,
+// and the merge or erasure runs again and sees the batch's records (a
+// range scan alone would not see records added behind it).
 const (
 	pAccess  = 'W'
 	pErasure = 'X'
@@ -67,7 +74,23 @@ func AccessCursor(a Access) string { return hex.EncodeToString(accessSuffix(a.Ti
 
 // PutAccess appends a record to a.Ref's access log.
 func (t *Txn) PutAccess(a Access) error {
+	if err := t.bt.Set(key(pAccess, a.Ref), nil); err != nil {
+		return fmt.Errorf("%w: write: %v", ErrUnavailable, err)
+	}
 	return t.put(accessKey(a.Ref, a.Time, a.ID), &a)
+}
+
+// accessHead reads ref's W<ref> (see the key layout) and says whether ref
+// has access records.
+func (t *Txn) accessHead(ref string) (bool, error) {
+	_, err := t.bt.Get(key(pAccess, ref))
+	if errors.Is(err, badger.ErrKeyNotFound) {
+		return false, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("%w: read: %v", ErrUnavailable, err)
+	}
+	return true, nil
 }
 
 // PutErasureRecord keeps the record that an erasure happened, without the
@@ -141,7 +164,10 @@ func (t *Txn) ErasureRecords() ([]Access, error) {
 
 // DeleteAccess deletes ref's whole access log (erasure).
 func (t *Txn) DeleteAccess(ref string) error {
-	var keys [][]byte
+	if ok, err := t.accessHead(ref); err != nil || !ok {
+		return err
+	}
+	keys := [][]byte{key(pAccess, ref)}
 	err := t.scan(key(pAccess, ref, ""), false, func(k []byte, _ *badger.Item) (bool, error) {
 		keys = append(keys, append([]byte(nil), k...))
 		return true, nil
@@ -160,6 +186,12 @@ func (t *Txn) DeleteAccess(ref string) error {
 // MoveAccess moves from's access log to into (a merge): the records are
 // about the person into now stands for.
 func (t *Txn) MoveAccess(from, into string) error {
+	if ok, err := t.accessHead(from); err != nil || !ok {
+		return err
+	}
+	if err := t.del(key(pAccess, from)); err != nil {
+		return err
+	}
 	prefix := key(pAccess, from, "")
 	var recs []Access
 	err := t.scan(prefix, true, func(_ []byte, item *badger.Item) (bool, error) {
