@@ -195,9 +195,15 @@ func (e *Engine) appendOnly(ctx context.Context, cmd *command) error {
 	if err != nil {
 		return err
 	}
+	// The records name customers: the log seals the entry for them, so
+	// that an erasure makes it unreadable too.
+	entry := Entry{Data: append([]byte{entryVersion}, b...)}
+	if entry.Subjects, err = e.subjects(cmd); err != nil {
+		return err
+	}
 	actx, cancel := context.WithTimeout(ctx, e.opts.AppendTimeout)
 	defer cancel()
-	_, err = r.log.Append(actx, append([]byte{entryVersion}, b...))
+	_, err = r.log.Append(actx, entry)
 	return err
 }
 

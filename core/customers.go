@@ -116,6 +116,9 @@ func (e *Engine) DeleteCustomer(ctx context.Context, ref string) error {
 	if err == nil {
 		err = e.db.Sync()
 	}
+	if err == nil {
+		e.scrubSoon()
+	}
 	return storeErr(err)
 }
 

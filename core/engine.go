@@ -12,6 +12,7 @@ import (
 	"encoding/json"
 	"log/slog"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/sticky-cc/sticky/core/store"
@@ -69,6 +70,9 @@ type Engine struct {
 	log  *slog.Logger
 	rep  *replication // nil: standalone
 	acc  *accessLog   // access log (issue 15)
+
+	scrub  chan struct{} // an erasure asks Run to scrub the store
+	scrubs atomic.Int64  // scrubs completed
 }
 
 // New returns an engine over opts.Store.
@@ -118,7 +122,8 @@ func New(opts Options) *Engine {
 	if opts.AccessQueue <= 0 {
 		opts.AccessQueue = defaultAccessQueue
 	}
-	e := &Engine{opts: opts, db: opts.Store, log: opts.Logger, acc: newAccessLog(opts.AccessQueue)}
+	e := &Engine{opts: opts, db: opts.Store, log: opts.Logger, scrub: make(chan struct{}, 1),
+		acc: newAccessLog(opts.AccessQueue)}
 	if opts.Log != nil {
 		e.rep = newReplication(opts.Log)
 	}
@@ -149,6 +154,17 @@ func (e *Engine) Run(ctx context.Context) error {
 		select {
 		case <-ctx.Done():
 			return nil
+		case <-e.scrub:
+			// Erasures come in bursts (a data-subject request names
+			// several refs); one scrub covers all that came before it.
+			select {
+			case <-ctx.Done():
+				return nil
+			case <-time.After(time.Second):
+			}
+			if err := e.Scrub(); err != nil {
+				e.log.Warn("scrubbing erased records from disk failed; retrying at the next erasure", "err", err)
+			}
 		case <-t.C:
 			if e.rep != nil {
 				if err := e.sweepShared(ctx); err != nil {
@@ -164,6 +180,27 @@ func (e *Engine) Run(ctx context.Context) error {
 		}
 	}
 }
+
+// scrubSoon asks Run to scrub the store after an erasure.
+func (e *Engine) scrubSoon() {
+	select {
+	case e.scrub <- struct{}{}:
+	default: // one is pending already
+	}
+}
+
+// Scrub removes erased and overwritten records from the store's files
+// now (see store.DB.Scrub); Run does it shortly after every erasure.
+func (e *Engine) Scrub() error {
+	err := e.db.Scrub()
+	if err == nil {
+		e.scrubs.Add(1)
+	}
+	return err
+}
+
+// Scrubs is how many scrubs have completed.
+func (e *Engine) Scrubs() int64 { return e.scrubs.Load() }
 
 // Sweep deletes expired variables and call records, and access records
 // older than the retention, now.

@@ -9,6 +9,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -25,7 +26,22 @@ type Log interface {
 	// Append stores entry durably and returns its sequence in the log. An
 	// error means the entry may or may not have been stored; applying is
 	// idempotent for the same request, so the caller's retry is safe.
-	Append(ctx context.Context, entry []byte) (seq uint64, err error)
+	Append(ctx context.Context, entry Entry) (seq uint64, err error)
+}
+
+// Entry is one change for the log: the bytes every node applies, and
+// whose personal data they carry. A log that encrypts (adapters/cluster)
+// encrypts Data for those customers, and once a customer is erased it
+// forgets their key, so the log's old entries about them can no longer
+// be read by anyone; a node replaying them skips them (Engine.Skip).
+type Entry struct {
+	Data []byte
+	// Subjects are the refs of the customers whose data Data may hold, as
+	// the writing node knows them. Empty: Data holds no personal data.
+	Subjects []string
+	// Erases is the customer this entry erases: once it is applied, the
+	// log forgets that customer's key.
+	Erases string
 }
 
 // ErrBadEntry is returned by Apply for an entry it cannot read: written by
@@ -189,7 +205,16 @@ func (e *Engine) replicate(ctx context.Context, cmd *command) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	entry := append([]byte{entryVersion}, b...)
+	entry := Entry{Data: append([]byte{entryVersion}, b...)}
+	if entry.Subjects, err = e.subjects(cmd); err != nil {
+		return nil, storeErr(err)
+	}
+	if cmd.Op == opErase {
+		// The erasure itself holds only the ref and stays readable, so
+		// a node replaying the log still erases whatever it holds of
+		// the customer.
+		entry.Subjects, entry.Erases = nil, cmd.Customer
+	}
 	ch := make(chan outcome, 1)
 	r.mu.Lock()
 	r.waiters[cmd.Nonce] = ch
@@ -250,14 +275,41 @@ func decodeCommand(entry []byte) (*command, error) {
 // calls it for every entry, in order, from one goroutine; an entry at or
 // below what is already applied is skipped, so redelivery is harmless. A
 // rejected change (a conflict, an unknown customer) is applied as nothing,
-// on every node alike. An error means the entry was not applied (the store
-// is unavailable, or ErrBadEntry) and it must be applied again.
-func (e *Engine) Apply(seq uint64, entry []byte) error {
+// on every node alike. sum is the hash of the entry as the log stores it
+// (encrypted or not), chained into the digest. An error means the entry
+// was not applied (the store is unavailable, or ErrBadEntry) and it must
+// be applied again.
+func (e *Engine) Apply(seq uint64, entry []byte, sum [32]byte) error {
+	return e.apply(seq, entry, sum)
+}
+
+// Skip counts the entry seq as applied without applying it: its customers
+// were all erased since it was written, so the log can no longer decrypt
+// it, and the erasure later in the log removes whatever it held anyway.
+func (e *Engine) Skip(seq uint64, sum [32]byte) error { return e.apply(seq, nil, sum) }
+
+func (e *Engine) apply(seq uint64, entry []byte, sum [32]byte) error {
 	r := e.rep
 	r.applyMu.Lock()
 	defer r.applyMu.Unlock()
 	prev := r.state.Load()
 	if seq <= prev.Seq {
+		return nil
+	}
+	var d [32]byte
+	old, _ := hex.DecodeString(prev.Digest)
+	h := sha256.New()
+	h.Write(old)
+	h.Write(binary.BigEndian.AppendUint64(nil, seq))
+	h.Write(sum[:])
+	copy(d[:], h.Sum(nil))
+	digest := d
+	put := func(t *store.Txn) error { return t.PutApplied(seq, digest) }
+	if entry == nil {
+		if err := e.db.Update(put); err != nil {
+			return err
+		}
+		r.state.Store(&ApplyState{Seq: seq, Digest: hex.EncodeToString(digest[:]), At: time.Now()})
 		return nil
 	}
 	cmd, err := decodeCommand(entry)
@@ -266,21 +318,6 @@ func (e *Engine) Apply(seq uint64, entry []byte) error {
 	}
 	var res any
 	var opErr error
-	chain := func(failed bool) [32]byte {
-		var d [32]byte
-		old, _ := hex.DecodeString(prev.Digest)
-		h := sha256.New()
-		h.Write(old)
-		h.Write(binary.BigEndian.AppendUint64(nil, seq))
-		sum := sha256.Sum256(entry)
-		h.Write(sum[:])
-		if failed {
-			h.Write([]byte{byte(ErrorCode(opErr))})
-		}
-		copy(d[:], h.Sum(nil))
-		return d
-	}
-	digest := chain(false)
 	if cmd.Op == opSweep {
 		// A sweep is many small transactions; if the node stops halfway it
 		// sweeps again from the start, which finds the same records.
@@ -292,26 +329,28 @@ func (e *Engine) Apply(seq uint64, entry []byte) error {
 				return err
 			}
 		}
-		err = e.db.Update(func(t *store.Txn) error { return t.PutApplied(seq, digest) })
+		err = e.db.Update(put)
 	} else {
 		err = e.db.Update(func(t *store.Txn) error {
 			res, opErr = e.applyCommand(t, cmd)
 			if opErr != nil {
 				return opErr
 			}
-			return t.PutApplied(seq, digest)
+			return put(t)
 		})
 		if opErr != nil && err == opErr && isDecision(opErr) {
 			// The change was refused: nothing of it is written, but the
-			// entry counts as applied, with its outcome in the digest.
-			digest = chain(true)
-			err = e.db.Update(func(t *store.Txn) error { return t.PutApplied(seq, digest) })
+			// entry counts as applied.
+			err = e.db.Update(put)
 		}
 	}
 	if err != nil {
 		return err
 	}
 	r.state.Store(&ApplyState{Seq: seq, Digest: hex.EncodeToString(digest[:]), At: time.Now()})
+	if cmd.Op == opErase && opErr == nil {
+		e.scrubSoon()
+	}
 	if cmd.Node == r.instance {
 		r.mu.Lock()
 		ch := r.waiters[cmd.Nonce]
@@ -321,6 +360,77 @@ func (e *Engine) Apply(seq uint64, entry []byte) error {
 		}
 	}
 	return nil
+}
+
+// subjects are the customers whose data cmd may carry, as this node's
+// store knows them now: the refs it names, a fresh ref it may create, the
+// customer of its call, and the holders of its identifiers.
+func (e *Engine) subjects(cmd *command) ([]string, error) {
+	var out []string
+	add := func(refs ...string) {
+		for _, r := range refs {
+			if r != "" && !slices.Contains(out, r) {
+				out = append(out, r)
+			}
+		}
+	}
+	var ids []store.Identifier
+	var callID string
+	switch cmd.Op {
+	case opSweep:
+		return nil, nil
+	case opAccess: // access log (issue 15): the customers the records name, merged refs resolved
+		err := e.db.View(func(t *store.Txn) error {
+			for _, a := range cmd.Access {
+				add(a.Ref)
+				if c, ok, err := t.Customer(a.Ref); err != nil {
+					return err
+				} else if ok {
+					add(c.Ref)
+				}
+			}
+			return nil
+		})
+		return out, err
+	case opStart:
+		add(cmd.Start.Hints.CustomerRef)
+		if p, err := e.checkStart(*cmd.Start); err == nil {
+			ids = p.ids
+		}
+		callID = cmd.Start.CallID
+	case opEnd:
+		add(cmd.End.CustomerRef)
+		if cmd.End.Hints != nil {
+			add(cmd.End.Hints.CustomerRef)
+			var is issues
+			ids = e.normalizeHints(&is, *cmd.End.Hints, "", "identity_hints").identifiers()
+		}
+		ids = append(ids, e.variableClaims(cmd.End.Variables)...)
+		callID = cmd.End.CallID
+	default:
+		add(cmd.Customer, cmd.From)
+		return out, nil
+	}
+	err := e.db.View(func(t *store.Txn) error {
+		if call, ok, err := t.Call(callID); err != nil {
+			return err
+		} else if ok {
+			add(call.CustomerRef)
+		}
+		for _, id := range ids {
+			refs, err := t.Refs(id.Kind, id.Value)
+			if err != nil {
+				return err
+			}
+			add(refs...)
+		}
+		return nil
+	})
+	if len(out) == 0 {
+		// Nobody known: the change creates the customer it names.
+		add(cmd.Ref)
+	}
+	return out, err
 }
 
 // isDecision says whether err is the engine refusing a change (the same on

@@ -68,9 +68,14 @@ type Options struct {
 
 // Applier is the engine as the log's consumer sees it.
 type Applier interface {
-	Apply(seq uint64, entry []byte) error
+	Apply(seq uint64, entry []byte, sum [32]byte) error
+	Skip(seq uint64, sum [32]byte) error
 	Applied() core.ApplyState
 }
+
+// hdrErases marks an erasure's entry with the erased customer's key id:
+// once a node has applied it, the key is destroyed.
+const hdrErases = "Sticky-Erases"
 
 // Memory is one node's handle on the shared memory.
 type Memory struct {
@@ -86,6 +91,8 @@ type Memory struct {
 	following atomic.Bool // a consumer is delivering
 	caughtUp  atomic.Bool // has been level with the log since starting
 	opened    atomic.Bool
+
+	keys *keyring
 
 	mu       sync.Mutex
 	writable bool
@@ -140,6 +147,9 @@ func (m *Memory) Open(ctx context.Context, nc *nats.Conn) error {
 	defer cancel()
 	info, err := m.ensureStream(wctx)
 	if err != nil {
+		return err
+	}
+	if m.keys, err = newKeyring(wctx, js, "STICKY_KEYS_"+m.opts.Name, info.Config.Replicas, m.opts.Key); err != nil {
 		return err
 	}
 	m.id = m.opts.Name + "@" + info.Created.UTC().Format(time.RFC3339Nano)
@@ -263,13 +273,26 @@ func (m *Memory) ID() string { return m.id }
 
 // Append publishes entry and returns its sequence once the stream's
 // replicas have it.
-func (m *Memory) Append(ctx context.Context, entry []byte) (uint64, error) {
+func (m *Memory) Append(ctx context.Context, e core.Entry) (uint64, error) {
 	if !m.opened.Load() {
 		return 0, errors.New("not connected to the shared memory yet")
 	}
 	ctx, cancel := context.WithTimeout(ctx, m.opts.AppendTimeout)
 	defer cancel()
-	ack, err := m.js.Publish(ctx, m.subject, entry, jetstream.WithExpectStream(m.stream))
+	msg := nats.NewMsg(m.subject)
+	msg.Data = e.Data
+	if len(e.Subjects) > 0 {
+		sealed, err := m.keys.sealEntry(ctx, e.Data, e.Subjects)
+		if err != nil {
+			m.setWritable(false, "data keys: "+err.Error())
+			return 0, fmt.Errorf("data keys: %w", err)
+		}
+		msg.Data = sealed
+	}
+	if e.Erases != "" {
+		msg.Header.Set(hdrErases, keyID(e.Erases))
+	}
+	ack, err := m.js.PublishMsg(ctx, msg, jetstream.WithExpectStream(m.stream))
 	if err != nil {
 		why := err.Error()
 		if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, jetstream.ErrNoStreamResponse) || errors.Is(err, nats.ErrNoResponders) {
@@ -373,8 +396,10 @@ func (m *Memory) follow(ctx context.Context, a Applier) error {
 		if seq+md.NumPending > m.last.Load() {
 			m.last.Store(seq + md.NumPending)
 		}
+		stored := msg.Data()
+		sum := sha256.Sum256(stored)
 		for {
-			err := a.Apply(seq, msg.Data())
+			err := m.applyOne(ctx, a, seq, stored, sum)
 			if err == nil {
 				break
 			}
@@ -388,10 +413,33 @@ func (m *Memory) follow(ctx context.Context, a Applier) error {
 			case <-time.After(500 * time.Millisecond):
 			}
 		}
+		if id := msg.Headers().Get(hdrErases); id != "" {
+			// Every node destroys the key; the first one does it, the
+			// others find it gone. A failure is retried by the next node
+			// and the next erasure, and said here.
+			dctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+			if err := m.keys.destroy(dctx, id); err != nil {
+				m.log.Error("destroying an erased customer's data key failed; another node or a later erasure retries it", "seq", seq, "err", err)
+			}
+			cancel()
+		}
 		if md.NumPending == 0 {
 			m.caughtUp.Store(true)
 		}
 	}
+}
+
+func (m *Memory) applyOne(ctx context.Context, a Applier, seq uint64, stored []byte, sum [32]byte) error {
+	kctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	plain, err := m.keys.openEntry(kctx, stored)
+	cancel()
+	if err != nil {
+		return err
+	}
+	if plain == nil {
+		return a.Skip(seq, sum) // every customer it concerns was erased
+	}
+	return a.Apply(seq, plain, sum)
 }
 
 // watch asks the stream for its state every second, so that lag and a

@@ -1,10 +1,12 @@
 package cluster_test
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"os"
 	"path/filepath"
 	"sync"
 	"testing"
@@ -405,4 +407,69 @@ func indexOf(s, sub string) int {
 		}
 	}
 	return -1
+}
+
+// grepTree lists the files under dir that hold needle.
+func grepTree(t testing.TB, dir string, needle []byte) []string {
+	var hits []string
+	filepath.Walk(dir, func(p string, info os.FileInfo, err error) error {
+		if err != nil || info.IsDir() {
+			return nil
+		}
+		if b, err := os.ReadFile(p); err == nil && bytes.Contains(b, needle) {
+			hits = append(hits, p)
+		}
+		return nil
+	})
+	return hits
+}
+
+// After an erasure, the customer's data is in no node's store and in no
+// NATS server's files, and a node that joins afterwards still reaches the
+// same memory as the others.
+func TestErasureLeavesNoTrace(t *testing.T) {
+	c, nodes := threeNodes(t)
+	a, b, cc := nodes[0], nodes[1], nodes[2]
+	ctx := context.Background()
+	canary := []byte("canary-9d4e@example.org")
+	end(t, a, core.EndRequest{CallID: "chat_x", CustomerRef: "cust_x", Intent: "refund",
+		Variables: map[string]string{"email": string(canary), "summary": "wants a refund"}})
+	if _, err := b.eng.Start(ctx, core.StartRequest{CallID: "call_x", Hints: core.Hints{ANI: "+14155550177",
+		ExternalIDs: map[string]string{"email": string(canary)}}}); err != nil {
+		t.Fatal(err)
+	}
+	end(t, b, core.EndRequest{CallID: "call_x", Intent: "refund", IntentStatus: "resolved"})
+	end(t, cc, core.EndRequest{CallID: "chat_y", CustomerRef: "cust_y", Variables: map[string]string{"email": "y@example.org"}})
+	waitLevel(t, nodes...)
+	// Before the erasure the canary is in the stores (the test can fail).
+	if len(grepTree(t, a.dir, canary)) == 0 {
+		t.Fatal("the canary is not in node A's store before the erasure")
+	}
+	if err := cc.eng.DeleteCustomer(ctx, "cust_x"); err != nil {
+		t.Fatal(err)
+	}
+	waitLevel(t, nodes...)
+	for _, n := range nodes {
+		if err := n.eng.Scrub(); err != nil {
+			t.Fatal(err)
+		}
+		if hits := grepTree(t, n.dir, canary); len(hits) > 0 {
+			t.Errorf("the erased customer's email is still in %v", hits)
+		}
+	}
+	for i := range 3 {
+		if hits := grepTree(t, c.StoreDir(i), canary); len(hits) > 0 {
+			t.Errorf("the erased customer's email is in NATS server %d's files %v", i, hits)
+		}
+	}
+	// A node that joins now replays the log: the erased customer's
+	// entries no longer open, and it ends with the same memory.
+	fresh := startNode(t, c.URL(0), filepath.Join(t.TempDir(), "fresh"), cluster.Options{Replicas: 3})
+	sameState(t, a, b, cc, fresh)
+	if _, err := fresh.eng.Customer(ctx, "cust_x", 0); core.ErrorCode(err) != core.CodeNotFound {
+		t.Fatalf("the new node has the erased customer: %v", err)
+	}
+	if p, err := fresh.eng.Customer(ctx, "cust_y", 0); err != nil || len(p.Identifiers) != 1 {
+		t.Fatalf("the new node lost a live customer: %+v %v", p, err)
+	}
 }
