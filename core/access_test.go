@@ -1,7 +1,10 @@
 package core_test
 
 import (
+	"bytes"
 	"context"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -183,10 +186,12 @@ func TestAccessRetentionSweep(t *testing.T) {
 }
 
 // An erasure deletes the customer's access log and keeps one record that
-// an erasure happened, by whom, under no ref.
+// an erasure happened, by whom, under no ref: after the scrub that follows
+// an erasure, the ref is in none of the store's files.
 func TestErasureKeepsOnlyAnAnonymousRecord(t *testing.T) {
+	dir := t.TempDir()
 	clk := &clock{t: monday}
-	e, db, _ := accessEngine(t, t.TempDir(), clk, core.Options{})
+	e, db, stop := accessEngine(t, dir, clk, core.Options{})
 	const ref = "cust_erasemeplease"
 	endFor(t, e, "c1", ref, "erase.me@example.com")
 	endFor(t, e, "c2", "cust_keep", "keep@example.com")
@@ -219,14 +224,40 @@ func TestErasureKeepsOnlyAnAnonymousRecord(t *testing.T) {
 		!erasures[0].Time.Equal(monday.Add(time.Hour)) || erasures[0].Ref != "" || erasures[0].Node != "node-a" {
 		t.Fatalf("erasure records %+v", erasures)
 	}
-	// nothing the store holds names the erased ref (Badger keeps deleted
-	// versions in its files until it compacts them away, so the check is
-	// of the live store; see the report of issue 15)
+	// nothing the store holds names the erased ref, and once the store is
+	// scrubbed (as Run does after an erasure) and closed, no file does
 	if dump := storetest.Dump(t, db); strings.Contains(dump, ref) {
 		t.Errorf("the store still names the erased ref:\n%s", dump)
 	} else if !strings.Contains(dump, "cust_keep") {
 		t.Fatal("the dump does not name the kept customer either: the check would prove nothing")
 	}
+	if err := e.Scrub(); err != nil {
+		t.Fatal(err)
+	}
+	stop()
+	if !inFiles(t, dir, "cust_keep") {
+		t.Fatal("the kept customer is in no file: the grep would prove nothing")
+	}
+	if inFiles(t, dir, ref) {
+		t.Errorf("the erased ref is still in the store's files")
+	}
+}
+
+func inFiles(t *testing.T, dir, s string) bool {
+	t.Helper()
+	found := false
+	err := filepath.Walk(dir, func(p string, info os.FileInfo, err error) error {
+		if err != nil || info.IsDir() {
+			return err
+		}
+		b, err := os.ReadFile(p)
+		found = found || bytes.Contains(b, []byte(s))
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return found
 }
 
 // With the queue full, recording returns at once and counts the drop; what
