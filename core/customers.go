@@ -102,11 +102,17 @@ func (e *Engine) DeleteCustomer(ctx context.Context, ref string) error {
 	if err := checkRef(ref); err != nil {
 		return err
 	}
+	erased := e.erasureRecord(ctx) // access log (issue 15)
 	if e.rep != nil {
-		_, err := e.replicate(ctx, &command{Op: opErase, Customer: ref})
+		_, err := e.replicate(ctx, &command{Op: opErase, Customer: ref, Access: erased})
 		return err
 	}
-	err := e.db.Update(func(t *store.Txn) error { return e.applyErase(t, ref) })
+	err := e.db.Update(func(t *store.Txn) error {
+		if err := e.eraseAccess(t, ref, erased); err != nil { // access log (issue 15)
+			return err
+		}
+		return e.applyErase(t, ref)
+	})
 	if err == nil {
 		err = e.db.Sync()
 	}
@@ -164,6 +170,7 @@ func (e *Engine) Merge(ctx context.Context, into, from string) (*Profile, error)
 			return nil, err
 		}
 		into = out.(string)
+		e.RecordAccess(ctx, Access{CustomerRef: into, Kind: AccessMerge}) // access log (issue 15)
 		return e.Customer(ctx, into, 0)
 	}
 	err := e.db.Update(func(t *store.Txn) error {
@@ -177,6 +184,7 @@ func (e *Engine) Merge(ctx context.Context, into, from string) (*Profile, error)
 	if err != nil {
 		return nil, storeErr(err)
 	}
+	e.RecordAccess(ctx, Access{CustomerRef: into, Kind: AccessMerge}) // access log (issue 15)
 	return e.Customer(ctx, into, 0)
 }
 
@@ -277,6 +285,9 @@ func (e *Engine) applyMerge(t *store.Txn, into, from string, now time.Time) (str
 	if err := t.PutAlias(src.Ref, dst.Ref); err != nil {
 		return "", err
 	}
+	if err := t.MoveAccess(src.Ref, dst.Ref); err != nil { // access log (issue 15)
+		return "", err
+	}
 	return dst.Ref, t.PutCustomer(dst)
 }
 
@@ -301,11 +312,17 @@ func (e *Engine) Unlink(ctx context.Context, ref, kind, value string) error {
 	}
 	if e.rep != nil {
 		_, err := e.replicate(ctx, &command{Op: opUnlink, Customer: ref, Kind: kind, Value: value})
+		if err == nil {
+			e.RecordAccess(ctx, Access{CustomerRef: ref, Kind: AccessUnlink}) // access log (issue 15)
+		}
 		return err
 	}
 	err := e.db.Update(func(t *store.Txn) error { return e.applyUnlink(t, ref, id, e.now()) })
 	if err == nil {
 		err = e.db.Sync()
+	}
+	if err == nil {
+		e.RecordAccess(ctx, Access{CustomerRef: ref, Kind: AccessUnlink}) // access log (issue 15)
 	}
 	return storeErr(err)
 }

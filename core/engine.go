@@ -49,6 +49,12 @@ type Options struct {
 	ApplyTimeout  time.Duration
 	// Redactor, if set, redacts every End's variables first (redaction.go).
 	Redactor Redactor
+	// Access log (issue 15, access.go): Node names this node in its
+	// records; AccessRetention is how long records are kept (365 days);
+	// AccessQueue bounds the records waiting to be written (4096).
+	Node            string
+	AccessRetention time.Duration
+	AccessQueue     int
 }
 
 // Observer is told what the engine did; it must be fast and must not block.
@@ -63,6 +69,7 @@ type Engine struct {
 	db   *store.DB
 	log  *slog.Logger
 	rep  *replication // nil: standalone
+	acc  *accessLog   // access log (issue 15)
 
 	scrub  chan struct{} // an erasure asks Run to scrub the store
 	scrubs atomic.Int64  // scrubs completed
@@ -109,7 +116,14 @@ func New(opts Options) *Engine {
 	if opts.ApplyTimeout <= 0 {
 		opts.ApplyTimeout = 5 * time.Second
 	}
-	e := &Engine{opts: opts, db: opts.Store, log: opts.Logger, scrub: make(chan struct{}, 1)}
+	if opts.AccessRetention <= 0 { // access log (issue 15)
+		opts.AccessRetention = 365 * 24 * time.Hour
+	}
+	if opts.AccessQueue <= 0 {
+		opts.AccessQueue = defaultAccessQueue
+	}
+	e := &Engine{opts: opts, db: opts.Store, log: opts.Logger, scrub: make(chan struct{}, 1),
+		acc: newAccessLog(opts.AccessQueue)}
 	if opts.Log != nil {
 		e.rep = newReplication(opts.Log)
 	}
@@ -188,8 +202,17 @@ func (e *Engine) Scrub() error {
 // Scrubs is how many scrubs have completed.
 func (e *Engine) Scrubs() int64 { return e.scrubs.Load() }
 
-// Sweep deletes expired variables and call records now.
-func (e *Engine) Sweep() (int, error) { return e.db.Sweep(e.now()) }
+// Sweep deletes expired variables and call records, and access records
+// older than the retention, now.
+func (e *Engine) Sweep() (int, error) {
+	now := e.now()
+	n, err := e.db.Sweep(now)
+	if err != nil {
+		return n, err
+	}
+	m, err := e.db.SweepAccess(e.accessCutoff(now)) // access log (issue 15)
+	return n + m, err
+}
 
 // StartResult is the answer to a start: who is calling and their context.
 type StartResult struct {

@@ -57,6 +57,7 @@ const (
 	opMerge  = "merge"
 	opUnlink = "unlink"
 	opSweep  = "sweep"
+	opAccess = "access" // a batch of access-log records (issue 15)
 )
 
 // entryVersion starts every entry, so that a later format can be told apart.
@@ -84,6 +85,10 @@ type command struct {
 	From     string `json:"from,omitempty"`
 	Kind     string `json:"kind,omitempty"`
 	Value    string `json:"value,omitempty"`
+	// Access log (issue 15): the records of opAccess, or the anonymous
+	// record opErase keeps; the retention opSweep applies to records.
+	Access    []store.Access `json:"access,omitempty"`
+	Retention time.Duration  `json:"access_retention,omitempty"`
 }
 
 func (c *command) newRef() string { return c.Ref }
@@ -257,6 +262,10 @@ func decodeCommand(entry []byte) (*command, error) {
 		}
 		c.End.Merge = c.Merge
 	case opErase, opMerge, opUnlink, opSweep:
+	case opAccess: // access log (issue 15)
+		if len(c.Access) == 0 {
+			return nil, fmt.Errorf("%w: access without records", ErrBadEntry)
+		}
 	default:
 		return nil, fmt.Errorf("%w: unknown operation %q (written by a newer Sticky? upgrade this node)", ErrBadEntry, c.Op)
 	}
@@ -316,6 +325,11 @@ func (e *Engine) apply(seq uint64, entry []byte, sum [32]byte) error {
 		if _, err := e.db.Sweep(cmd.Now); err != nil {
 			return err
 		}
+		if cmd.Retention > 0 { // access log (issue 15)
+			if _, err := e.db.SweepAccess(cmd.Now.Add(-cmd.Retention)); err != nil {
+				return err
+			}
+		}
 		err = e.db.Update(put)
 	} else {
 		err = e.db.Update(func(t *store.Txn) error {
@@ -366,6 +380,19 @@ func (e *Engine) subjects(cmd *command) ([]string, error) {
 	switch cmd.Op {
 	case opSweep:
 		return nil, nil
+	case opAccess: // access log (issue 15): the customers the records name, merged refs resolved
+		err := e.db.View(func(t *store.Txn) error {
+			for _, a := range cmd.Access {
+				add(a.Ref)
+				if c, ok, err := t.Customer(a.Ref); err != nil {
+					return err
+				} else if ok {
+					add(c.Ref)
+				}
+			}
+			return nil
+		})
+		return out, err
 	case opStart:
 		add(cmd.Start.Hints.CustomerRef)
 		if p, err := e.checkStart(*cmd.Start); err == nil {
@@ -437,6 +464,9 @@ func (e *Engine) applyCommand(t *store.Txn, cmd *command) (any, error) {
 		}
 		return &endOutcome{res, p.channel}, nil
 	case opErase:
+		if err := e.eraseAccess(t, cmd.Customer, cmd.Access); err != nil { // access log (issue 15)
+			return nil, err
+		}
 		return nil, e.applyErase(t, cmd.Customer)
 	case opMerge:
 		return e.applyMerge(t, cmd.Customer, cmd.From, cmd.Now)
@@ -447,6 +477,8 @@ func (e *Engine) applyCommand(t *store.Txn, cmd *command) (any, error) {
 			return nil, err
 		}
 		return nil, e.applyUnlink(t, cmd.Customer, id, cmd.Now)
+	case opAccess:
+		return nil, e.applyAccess(t, cmd.Access) // access log (issue 15)
 	}
 	return nil, fmt.Errorf("%w: %q", ErrBadEntry, cmd.Op)
 }
@@ -454,7 +486,7 @@ func (e *Engine) applyCommand(t *store.Txn, cmd *command) (any, error) {
 // SweepShared asks every node to sweep expired records as of now, through
 // the shared log, so that all of them drop the same records.
 func (e *Engine) sweepShared(ctx context.Context) error {
-	_, err := e.replicate(ctx, &command{Op: opSweep})
+	_, err := e.replicate(ctx, &command{Op: opSweep, Retention: e.opts.AccessRetention})
 	return err
 }
 

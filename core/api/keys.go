@@ -10,6 +10,8 @@ import (
 	"net/http"
 	"slices"
 	"strings"
+
+	"github.com/sticky-cc/sticky/core"
 )
 
 // Scope is what an API key may do. A route accepts keys holding any one of
@@ -130,8 +132,11 @@ func KeyName(ctx context.Context) string {
 	return name
 }
 
+// withKeyName also makes the key the request's actor (core.WithActor), so
+// that what the engine does for it is in the access log under its name.
 func withKeyName(r *http.Request, name string) *http.Request {
-	return r.WithContext(context.WithValue(r.Context(), keyNameKey{}, name))
+	ctx := context.WithValue(r.Context(), keyNameKey{}, name)
+	return r.WithContext(core.WithActor(ctx, name)) // access log (issue 15)
 }
 
 // ErrNoKey means a request carries no API key, or one that is not configured.

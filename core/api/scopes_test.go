@@ -50,6 +50,7 @@ var scopeRoutes = []struct {
 	{"DELETE", "/v1/customers/cust_seed", "", "", []api.Scope{api.ScopeAdmin}, true},
 	{"POST", "/v1/customers/cust_seed/merge", "application/json", `{"from":"cust_other"}`, []api.Scope{api.ScopeAdmin}, true},
 	{"DELETE", "/v1/customers/cust_seed/identifiers/email/seed@example.com", "", "", []api.Scope{api.ScopeAdmin}, true},
+	{"GET", "/v1/customers/cust_seed/access", "", "", []api.Scope{api.ScopeAdmin}, false},
 	{"POST", "/v1/adapters/chat", "application/json", `{"session_id":"chat_1","customer":{"email":"seed@example.com"},"summary":"Asked about a refund"}`, []api.Scope{api.ScopeIngest}, false},
 	{"POST", "/v1/adapters/email", "application/json", `{"from":"seed@example.com","subject":"Refund","text":"Where is my refund?","message_id":"<m1@example.com>"}`, []api.Scope{api.ScopeIngest}, false},
 	{"POST", "/v1/adapters/zendesk", "application/json", `{"ticket":{"id":7,"status":"open","subject":"Refund","requester":{"email":"seed@example.com"}}}`, []api.Scope{api.ScopeIngest}, false},

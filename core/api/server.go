@@ -73,6 +73,7 @@ func New(opts Options) *Server {
 	s.Handle("DELETE /v1/customers/{ref}", http.HandlerFunc(s.deleteCustomer), ScopeAdmin)
 	s.Handle("POST /v1/customers/{ref}/merge", http.HandlerFunc(s.merge), ScopeAdmin)
 	s.Handle("DELETE /v1/customers/{ref}/identifiers/{kind}/{value}", http.HandlerFunc(s.unlink), ScopeAdmin)
+	s.Handle("GET /v1/customers/{ref}/access", http.HandlerFunc(s.accessLog), ScopeAdmin)
 	s.Handle("GET /v1/stats", http.HandlerFunc(s.stats), ScopeRead)
 	s.HandlePublic("GET /healthz", http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
 		WriteJSON(w, http.StatusOK, map[string]string{"status": "ok"})
@@ -393,7 +394,27 @@ func (s *Server) getCustomer(w http.ResponseWriter, r *http.Request) {
 		limit = n
 	}
 	p, err := s.engine.Customer(r.Context(), r.PathValue("ref"), limit)
+	if err == nil { // access log (issue 15)
+		s.engine.RecordAccess(r.Context(), core.Access{CustomerRef: p.CustomerRef, Kind: core.AccessRead, Actor: KeyName(r.Context())})
+	}
 	s.reply(w, r, p, err)
+}
+
+// accessLog answers GET /v1/customers/{ref}/access?limit=&before=: who saw
+// the customer's data, newest first (GDPR Art. 15).
+func (s *Server) accessLog(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
+	limit := 0
+	if v := q.Get("limit"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 || n > core.MaxAccessPage {
+			Fail(w, http.StatusBadRequest, "limit must be a whole number from 1 to 1000")
+			return
+		}
+		limit = n
+	}
+	page, err := s.engine.AccessLog(r.Context(), r.PathValue("ref"), q.Get("before"), limit)
+	s.reply(w, r, page, err)
 }
 
 func (s *Server) deleteCustomer(w http.ResponseWriter, r *http.Request) {

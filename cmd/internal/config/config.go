@@ -37,6 +37,7 @@ type Config struct {
 	ShutdownTimeout   time.Duration `yaml:"shutdown_timeout" env:"STICKY_SHUTDOWN_TIMEOUT" flag:"shutdown-timeout" help:"how long SIGTERM waits for in-flight work"`
 	VariableTTL       time.Duration `yaml:"variable_ttl" env:"STICKY_VARIABLE_TTL" flag:"variable-ttl" help:"default lifetime of variables"`
 	IntentWindow      time.Duration `yaml:"intent_window" env:"STICKY_INTENT_WINDOW" flag:"intent-window" help:"unresolved intents expire after this long without contact"`
+	AccessRetention   time.Duration `yaml:"access_retention" env:"STICKY_ACCESS_RETENTION" flag:"access-retention" help:"how long the access log (who saw which customer) keeps its records"`
 	StatsWindow       time.Duration `yaml:"stats_window" env:"STICKY_STATS_WINDOW" flag:"stats-window" help:"window of the cross-channel figures exported as metrics"`
 	StatsEvery        time.Duration `yaml:"stats_every" env:"STICKY_STATS_EVERY" flag:"stats-every" help:"how often those figures are recomputed (they scan the store)"`
 	MinFreeMiB        float64       `yaml:"min_free_mib" env:"STICKY_MIN_FREE_MIB" flag:"min-free-mib" help:"refuse writes (503) while the data disk has less free space than this many MiB"`
@@ -174,6 +175,7 @@ func Defaults() Config {
 		ShutdownTimeout: 15 * time.Second,
 		VariableTTL:     30 * 24 * time.Hour,
 		IntentWindow:    30 * 24 * time.Hour,
+		AccessRetention: 365 * 24 * time.Hour,
 		StatsWindow:     24 * time.Hour,
 		StatsEvery:      5 * time.Minute,
 		MinFreeMiB:      256,
@@ -451,6 +453,9 @@ func (c Config) Validate() error {
 	}
 	if c.IntentWindow <= 0 {
 		return &Error{"STICKY_INTENT_WINDOW (intent_window)", "must be above 0"}
+	}
+	if c.AccessRetention < time.Hour {
+		return &Error{"STICKY_ACCESS_RETENTION (access_retention)", "must be at least 1h"}
 	}
 	if c.NATS.PopRetention < time.Second {
 		return &Error{"STICKY_POP_RETENTION (nats.pop_retention)", "must be at least 1s"}

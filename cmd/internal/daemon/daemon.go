@@ -192,9 +192,11 @@ func Run(ctx context.Context, name string, cfg config.Config, attach Attach, log
 	engine := core.New(core.Options{
 		Store: db, DefaultRegion: cfg.DefaultRegion, Logger: log, Observer: m, Log: shared, Redactor: redactor,
 		VariableTTL: cfg.VariableTTL, IntentWindow: cfg.IntentWindow,
+		Node: nodeName(cfg), AccessRetention: cfg.AccessRetention,
 		Weights: core.Weights{ANI: cfg.Identity.ANI, Email: cfg.Identity.Email, ExternalID: cfg.Identity.ExternalID,
 			Recency: cfg.Identity.Recency, RecencyWindow: cfg.Identity.RecencyWindow},
 	})
+	m.Register(accessDropped(engine))
 	srv := api.New(api.Options{Engine: engine, NamedKeys: cfg.Keys, RatePerSecond: cfg.RatePerSecond, Logger: log})
 	if err := srv.CheckAddr(cfg.HTTPAddr); err != nil {
 		return &config.Error{Setting: "STICKY_HTTP_ADDR (http_addr)", Problem: err.Error()}
@@ -224,13 +226,30 @@ func Run(ctx context.Context, name string, cfg config.Config, attach Attach, log
 			}
 		}()
 	}
+	// The access log's writer has its own context: it stops after the
+	// HTTP server and, standalone, after the PBX too, so that it writes
+	// what they recorded; clustered, before NATS closes, which it needs.
+	accCtx, stopAccess := context.WithCancel(context.Background())
+	accDone := make(chan error, 1)
+	go func() { accDone <- engine.RunAccessLog(accCtx) }()
+	var accOnce sync.Once
+	flushAccess := func() {
+		accOnce.Do(func() {
+			stopAccess()
+			if err := <-accDone; err != nil {
+				log.Warn("access log: the last records were not written", "err", err)
+			}
+		})
+	}
+	defer flushAccess()
+
 	var popper core.Popper = m.pops(nil)
 	pops, err := startPops(runCtx, cfg, engine, srv, log, m.count)
 	if err != nil {
 		return err
 	}
 	if pops != nil {
-		popper = m.pops(pops.popper)
+		popper = m.pops(engine.RecordPops(pops.popper))
 		goRun("screen-pops", pops.run)
 	}
 	if mem != nil {
@@ -289,6 +308,9 @@ func Run(ctx context.Context, name string, cfg config.Config, attach Attach, log
 	if err := hs.Shutdown(sctx); err != nil {
 		log.Warn("http shutdown", "err", err)
 	}
+	if mem != nil {
+		flushAccess()
+	}
 	cancel()
 	done := make(chan struct{})
 	go func() { wg.Wait(); close(done) }()
@@ -297,5 +319,6 @@ func Run(ctx context.Context, name string, cfg config.Config, attach Attach, log
 	case <-sctx.Done():
 		log.Warn("components did not stop within the shutdown deadline")
 	}
+	flushAccess()
 	return runErr
 }

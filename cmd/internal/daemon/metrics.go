@@ -159,6 +159,14 @@ func (p countingPopper) Pop(ctx context.Context, pop core.Pop) error {
 
 func (m *metrics) pops(next core.Popper) core.Popper { return countingPopper{m, next} }
 
+// accessDropped exports the access-log records dropped because the queue
+// was full: each one is an access that the log does not show.
+func accessDropped(e *core.Engine) prometheus.Collector {
+	return prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "sticky_access_dropped_total",
+		Help: "Access-log records dropped because the queue to the writer was full (or the writer had stopped)."},
+		func() float64 { return float64(e.AccessDropped()) })
+}
+
 // storeCollector exports the store's own health (store.Health) at every
 // scrape, so an operator sees compaction debt building (L0 tables nearing
 // the stall threshold, level scores above 1) before writes stall.
