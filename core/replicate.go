@@ -40,6 +40,7 @@ const (
 	opMerge  = "merge"
 	opUnlink = "unlink"
 	opSweep  = "sweep"
+	opImport = "import" // import.go: one batch of a bulk import
 )
 
 // entryVersion starts every entry, so that a later format can be told apart.
@@ -67,6 +68,8 @@ type command struct {
 	From     string `json:"from,omitempty"`
 	Kind     string `json:"kind,omitempty"`
 	Value    string `json:"value,omitempty"`
+	// Import is a checked batch of a bulk import (import.go).
+	Import *importCommand `json:"import,omitempty"`
 }
 
 func (c *command) newRef() string { return c.Ref }
@@ -230,6 +233,10 @@ func decodeCommand(entry []byte) (*command, error) {
 			return nil, fmt.Errorf("%w: end without a request", ErrBadEntry)
 		}
 		c.End.Merge = c.Merge
+	case opImport:
+		if c.Import == nil {
+			return nil, fmt.Errorf("%w: import without rows", ErrBadEntry)
+		}
 	case opErase, opMerge, opUnlink, opSweep:
 	default:
 		return nil, fmt.Errorf("%w: unknown operation %q (written by a newer Sticky? upgrade this node)", ErrBadEntry, c.Op)
@@ -349,6 +356,8 @@ func (e *Engine) applyCommand(t *store.Txn, cmd *command) (any, error) {
 			return nil, err
 		}
 		return nil, e.applyUnlink(t, cmd.Customer, id, cmd.Now)
+	case opImport:
+		return e.applyImport(t, cmd.Import, cmd.Now)
 	}
 	return nil, fmt.Errorf("%w: %q", ErrBadEntry, cmd.Op)
 }
