@@ -74,7 +74,7 @@ type importCommand struct {
 	Rows []importRow `json:"rows"`
 	// Rejects are the rows refused before the batch was sent, recorded
 	// with the progress.
-	Rejects  []store.ImportReject `json:"rejects,omitempty"`
+	Rejects  []store.ImportReject  `json:"rejects,omitempty"`
 	Progress *store.ImportProgress `json:"progress,omitempty"`
 }
 
