@@ -357,6 +357,9 @@ func (e *Engine) applyImport(t *store.Txn, cmd *importCommand, now time.Time) ([
 		if err != nil {
 			return nil, err
 		}
+		if old.Offset >= p.Offset {
+			old = store.ImportProgress{} // the file read again from an earlier place: count afresh
+		}
 		rec := *p
 		rec.Imported, rec.Updated, rec.Unchanged = old.Imported+n[0], old.Updated+n[1], old.Unchanged+n[2]
 		rec.Rejected = old.Rejected + int64(len(cmd.Rejects))
