@@ -46,6 +46,10 @@ func (s *Server) importRows(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	var p *store.ImportProgress
+	if b.Source == "" && (b.Offset != 0 || b.Line != 0 || b.RowsDone != 0 || b.RejectsAt != 0 || b.Done) {
+		Fail(w, http.StatusBadRequest, "offset, line, rows_done, rejects_at and done describe a source: give source too")
+		return
+	}
 	if b.Source != "" {
 		p = &store.ImportProgress{Source: b.Source, Offset: b.Offset, Line: b.Line, Rows: b.RowsDone, RejectsAt: b.RejectsAt, Done: b.Done}
 	}
