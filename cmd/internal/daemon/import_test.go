@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
@@ -13,6 +14,7 @@ import (
 
 	"github.com/sticky-cc/sticky/cmd/internal/config"
 	"github.com/sticky-cc/sticky/core"
+	"github.com/sticky-cc/sticky/core/api"
 	"github.com/sticky-cc/sticky/core/store"
 )
 
@@ -296,4 +298,63 @@ func TestImportMapOverridesAliases(t *testing.T) {
 			t.Fatal("the Mobile column was imported although -map chose Work Phone")
 		}
 	})
+}
+
+// With -url the subcommand imports through a running node's API (a
+// cluster node's only way), resumes from the place the node recorded, and
+// needs an admin key.
+func TestImportThroughTheAPI(t *testing.T) {
+	db, err := store.Open(store.Options{Dir: t.TempDir(), MinFreeBytes: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	eng := core.New(core.Options{Store: db})
+	srv := httptest.NewServer(api.New(api.Options{Engine: eng, NamedKeys: []api.Key{
+		{Name: "ops", Scopes: []api.Scope{api.ScopeAdmin}, Secret: "admin-secret-123"},
+		{Name: "pbx", Scopes: []api.Scope{api.ScopeCalls}, Secret: "calls-secret-123"}}}))
+	defer srv.Close()
+	file := fixture(t, "customers.jsonl")
+	data := filepath.Join(t.TempDir(), "unused")
+
+	code, out := runImportCmd(t, context.Background(), data, file, "-url", srv.URL, "-key", "calls-secret-123")
+	if code != 1 || !strings.Contains(out, "403") {
+		t.Fatalf("a key without admin: exit %d: %s", code, out)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	cfg, o := importConfig(t, data, file, "-url", srv.URL, "-key", "admin-secret-123", "-batch", "2")
+	o.afterBatch = func(n int) {
+		if n == 1 {
+			cancel()
+		}
+	}
+	var stderr bytes.Buffer
+	if code := runImport(ctx, "ari-bridge import", cfg, o, &stderr); code != 1 {
+		t.Fatalf("killed: exit %d: %s", code, stderr.String())
+	}
+	code, out = runImportCmd(t, context.Background(), data, file, "-url", srv.URL, "-key", "admin-secret-123", "-batch", "2")
+	if code != 0 || !strings.Contains(out, "resuming") || !strings.Contains(out, "3 imported, 0 updated, 0 unchanged, 5 rejected") {
+		t.Fatalf("resumed: exit %d: %s", code, out)
+	}
+	if _, err := os.Stat(data); !os.IsNotExist(err) {
+		t.Error("the -url import opened a local store")
+	}
+	if p, err := eng.Customer(context.Background(), "cust_crm_1", 0); err != nil || p.Variables["seats"].Value != "3" {
+		t.Fatalf("%+v %v", p, err)
+	}
+}
+
+// A cluster node's store is never written directly: the subcommand says
+// to use -url, and writes nothing.
+func TestImportRefusesAClusterNodesStore(t *testing.T) {
+	file, data := fixture(t, "customers.csv"), filepath.Join(t.TempDir(), "data")
+	var stderr bytes.Buffer
+	env := map[string]string{"STICKY_DATA_DIR": data, "STICKY_CLUSTER": "prod"}
+	code := Command(context.Background(), "ari-bridge", []string{"import", file}, func(k string) string { return env[k] }, io.Discard, &stderr, nil)
+	if code != 2 || !strings.Contains(stderr.String(), "-url") {
+		t.Fatalf("exit %d: %s", code, stderr.String())
+	}
+	if _, err := os.Stat(data); !os.IsNotExist(err) {
+		t.Error("the store was created")
+	}
 }
