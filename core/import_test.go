@@ -2,6 +2,7 @@ package core_test
 
 import (
 	"context"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -188,5 +189,40 @@ func TestImportRefusesOversizedBatches(t *testing.T) {
 	rows := make([]core.ImportRow, core.MaxImportRows+1)
 	if _, err := e.Import(context.Background(), rows, nil); code(err) != core.CodeTooLarge {
 		t.Fatalf("%v", err)
+	}
+}
+
+// The import's shortcut for North American numbers gives what
+// NormalizePhone gives, in every form it takes and some it must not.
+func TestImportPhoneShortcutAgrees(t *testing.T) {
+	check := checkShortcut(t)
+	for _, region := range []string{"US", "CA", "GB"} {
+		for _, n := range []string{
+			"(415) 555-0100", "415-555-0100", "4155550100", "+1 415 555 0100", "1 415 555 0100", "1.415.555.0100",
+			"+14155550100", "+1 (212) 555-0199", "(015) 555-0100", "(415) 155-0100", "+2 415 555 0100", "+1415555010",
+			"11 415 555 0100", "415 555 0100 ext 3", "+44 20 7946 0958", "020 7946 0958", "++14155550100", "1-800-555-0199",
+			"(800) 555 0199", "+1 800 555 0199", "12345678901", "+12345678901",
+		} {
+			check(n, region)
+		}
+		for area := 200; area < 1000; area += 37 {
+			for _, ex := range []int{200, 311, 555, 911, 958, 999} {
+				check(fmt.Sprintf("(%03d) %03d-0142", area, ex), region)
+				check(fmt.Sprintf("+1 %03d %03d 0142", area, ex), region)
+			}
+		}
+	}
+}
+
+func checkShortcut(t *testing.T) func(n, region string) {
+	return func(n, region string) {
+		t.Helper()
+		{
+			want, werr := core.NormalizePhone(n, region)
+			got, gerr := core.ImportPhone(n, region)
+			if got != want || (werr == nil) != (gerr == nil) {
+				t.Errorf("%s %q: shortcut %q %v, NormalizePhone %q %v", region, n, got, gerr, want, werr)
+			}
+		}
 	}
 }

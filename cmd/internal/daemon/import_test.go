@@ -227,7 +227,7 @@ func TestImportResumesAfterAKill(t *testing.T) {
 	}
 }
 
-func importConfig(t *testing.T, data string, args ...string) (config.Config, importOptions) {
+func importConfig(t testing.TB, data string, args ...string) (config.Config, importOptions) {
 	t.Helper()
 	o, rest, err := parseImportFlags(args, func(string) string { return "" })
 	if err != nil {
