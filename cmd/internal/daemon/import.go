@@ -19,6 +19,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/sticky-cc/sticky/cmd/internal/config"
 	"github.com/sticky-cc/sticky/core"
@@ -318,7 +319,7 @@ func openImport(o importOptions) (*importFile, error) {
 
 func utf8Valid(fields []string) bool {
 	for _, f := range fields {
-		if !strings.EqualFold(strings.ToValidUTF8(f, "\uFFFD"), f) {
+		if !utf8.ValidString(f) {
 			return false
 		}
 	}
