@@ -58,6 +58,7 @@ const (
 	opUnlink = "unlink"
 	opSweep  = "sweep"
 	opAccess = "access" // a batch of access-log records (issue 15)
+	opImport = "import" // import.go: one batch of a bulk import
 )
 
 // entryVersion starts every entry, so that a later format can be told apart.
@@ -89,6 +90,8 @@ type command struct {
 	// record opErase keeps; the retention opSweep applies to records.
 	Access    []store.Access `json:"access,omitempty"`
 	Retention time.Duration  `json:"access_retention,omitempty"`
+	// Import is a checked batch of a bulk import (import.go).
+	Import *importCommand `json:"import,omitempty"`
 }
 
 func (c *command) newRef() string { return c.Ref }
@@ -261,6 +264,10 @@ func decodeCommand(entry []byte) (*command, error) {
 			return nil, fmt.Errorf("%w: end without a request", ErrBadEntry)
 		}
 		c.End.Merge = c.Merge
+	case opImport:
+		if c.Import == nil {
+			return nil, fmt.Errorf("%w: import without rows", ErrBadEntry)
+		}
 	case opErase, opMerge, opUnlink, opSweep:
 	case opAccess: // access log (issue 15)
 		if len(c.Access) == 0 {
@@ -393,6 +400,21 @@ func (e *Engine) subjects(cmd *command) ([]string, error) {
 			return nil
 		})
 		return out, err
+	case opImport: // each row's customer, and whoever holds its identifiers now
+		err := e.db.View(func(t *store.Txn) error {
+			for _, r := range cmd.Import.Rows {
+				add(r.Ref, r.Derived)
+				for _, id := range r.IDs {
+					refs, err := t.Refs(id[0], id[1])
+					if err != nil {
+						return err
+					}
+					add(refs...)
+				}
+			}
+			return nil
+		})
+		return out, err
 	case opStart:
 		add(cmd.Start.Hints.CustomerRef)
 		if p, err := e.checkStart(*cmd.Start); err == nil {
@@ -479,6 +501,8 @@ func (e *Engine) applyCommand(t *store.Txn, cmd *command) (any, error) {
 		return nil, e.applyUnlink(t, cmd.Customer, id, cmd.Now)
 	case opAccess:
 		return nil, e.applyAccess(t, cmd.Access) // access log (issue 15)
+	case opImport:
+		return e.applyImport(t, cmd.Import, cmd.Now)
 	}
 	return nil, fmt.Errorf("%w: %q", ErrBadEntry, cmd.Op)
 }

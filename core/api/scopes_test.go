@@ -51,6 +51,8 @@ var scopeRoutes = []struct {
 	{"POST", "/v1/customers/cust_seed/merge", "application/json", `{"from":"cust_other"}`, []api.Scope{api.ScopeAdmin}, true},
 	{"DELETE", "/v1/customers/cust_seed/identifiers/email/seed@example.com", "", "", []api.Scope{api.ScopeAdmin}, true},
 	{"GET", "/v1/customers/cust_seed/access", "", "", []api.Scope{api.ScopeAdmin}, false},
+	{"POST", "/v1/import", "application/json", `{"rows":[{"line":2,"customer_id":"C-9","emails":["nine@example.com"]}]}`, []api.Scope{api.ScopeAdmin}, false},
+	{"GET", "/v1/import/seed_import", "", "", []api.Scope{api.ScopeAdmin}, false},
 	{"POST", "/v1/adapters/chat", "application/json", `{"session_id":"chat_1","customer":{"email":"seed@example.com"},"summary":"Asked about a refund"}`, []api.Scope{api.ScopeIngest}, false},
 	{"POST", "/v1/adapters/email", "application/json", `{"from":"seed@example.com","subject":"Refund","text":"Where is my refund?","message_id":"<m1@example.com>"}`, []api.Scope{api.ScopeIngest}, false},
 	{"POST", "/v1/adapters/zendesk", "application/json", `{"ticket":{"id":7,"status":"open","subject":"Refund","requester":{"email":"seed@example.com"}}}`, []api.Scope{api.ScopeIngest}, false},
@@ -75,6 +77,10 @@ func newScopedEnv(t *testing.T) *env {
 		if r := e.do("POST", "/v1/calls/end", b); r.status != 200 {
 			t.Fatalf("seed: %s", r.raw)
 		}
+	}
+	// an import under way, for GET /v1/import/{source}
+	if r := e.do("POST", "/v1/import", `{"source":"seed_import","offset":40,"line":2,"rows_done":1,"rows":[{"line":2,"customer_ref":"cust_imported"}]}`); r.status != 200 {
+		t.Fatalf("seed import: %s", r.raw)
 	}
 	return e
 }

@@ -75,6 +75,8 @@ func New(opts Options) *Server {
 	s.Handle("DELETE /v1/customers/{ref}/identifiers/{kind}/{value}", http.HandlerFunc(s.unlink), ScopeAdmin)
 	s.Handle("GET /v1/customers/{ref}/access", http.HandlerFunc(s.accessLog), ScopeAdmin)
 	s.Handle("GET /v1/stats", http.HandlerFunc(s.stats), ScopeRead)
+	s.Handle("POST /v1/import", http.HandlerFunc(s.importRows), ScopeAdmin)             // import.go
+	s.Handle("GET /v1/import/{source}", http.HandlerFunc(s.importProgress), ScopeAdmin) // import.go
 	s.HandlePublic("GET /healthz", http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
 		WriteJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 	}))

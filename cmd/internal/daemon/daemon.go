@@ -66,6 +66,8 @@ func Command(ctx context.Context, name string, args []string, getenv func(string
 			return storeCommand(ctx, name, args[0], args[1:], getenv, stdout, stderr)
 		case "redact":
 			return redactCommand(ctx, name, args[1:], getenv, stderr)
+		case "import": // import.go
+			return importCommand(ctx, name, args[1:], getenv, stderr)
 		case "hash-password":
 			return HashPassword(os.Stdin, stdout, stderr)
 		}
