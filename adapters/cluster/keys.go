@@ -1,6 +1,7 @@
 package cluster
 
 import (
+	"bytes"
 	"context"
 	"crypto/aes"
 	"crypto/cipher"
@@ -12,6 +13,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
 )
@@ -61,12 +63,35 @@ type keyring struct {
 const maxCachedKeys = 200_000
 
 func newKeyring(ctx context.Context, js jetstream.JetStream, bucket string, replicas int, master []byte) (*keyring, error) {
-	kv, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
-		Bucket: bucket, Description: "Sticky customers' data keys (an erased customer's is destroyed)",
-		History: 1, Storage: jetstream.FileStorage, Replicas: replicas,
-	})
+	kv, err := js.KeyValue(ctx, bucket)
+	if errors.Is(err, jetstream.ErrBucketNotFound) {
+		kv, err = js.CreateKeyValue(ctx, jetstream.KeyValueConfig{
+			Bucket: bucket, Description: "Sticky customers' data keys (an erased customer's is destroyed)",
+			History: 1, Storage: jetstream.FileStorage, Replicas: replicas,
+		})
+		if errors.Is(err, jetstream.ErrBucketExists) {
+			kv, err = js.KeyValue(ctx, bucket)
+		}
+	}
 	if err != nil {
 		return nil, fmt.Errorf("the data key bucket %s: %w", bucket, err)
+	}
+	// Reads must come from the bucket's leader: a replica that has not
+	// caught up would answer "no such key" for a key just created, or
+	// "destroyed" for one made again, and a node would skip an entry the
+	// others apply. A KV bucket allows direct (replica) reads by default.
+	st, err := js.Stream(ctx, "KV_"+bucket)
+	if err != nil {
+		return nil, err
+	}
+	if cfg := st.CachedInfo().Config; cfg.AllowDirect {
+		cfg.AllowDirect = false
+		if _, err := js.UpdateStream(ctx, cfg); err != nil {
+			return nil, fmt.Errorf("the data key bucket %s: %w", bucket, err)
+		}
+		if kv, err = js.KeyValue(ctx, bucket); err != nil {
+			return nil, err
+		}
 	}
 	k := &keyring{kv: kv, js: js, bucket: bucket, cache: map[string][]byte{}}
 	if len(master) > 0 {
@@ -121,15 +146,46 @@ func (k *keyring) decode(raw []byte, id string) ([]byte, error) {
 	return open(k.kek, raw, []byte(id))
 }
 
+// destroyedKey is what a destroyed data key's entry holds instead of the
+// key, so that "destroyed" is never confused with "not visible here yet"
+// (a replica that has not caught up with the key's creation).
+var destroyedKey = []byte("destroyed")
+
 // get returns a customer's data key, creating it when create is set; nil
-// (and no error) means the key does not exist: the customer was erased.
+// (and no error) means the key was destroyed: the customer was erased.
 func (k *keyring) get(ctx context.Context, id string, create bool) ([]byte, error) {
+	// Live keys are cached; a destroyed one is asked for again, since a
+	// ref used again after its erasure gets a new key.
 	if key := k.cached(id); key != nil {
 		return key, nil
+	}
+	fresh := func() ([]byte, []byte) {
+		key := make([]byte, 32)
+		_, _ = rand.Read(key)
+		if k.kek != nil {
+			return key, seal(k.kek, key, []byte(id))
+		}
+		return key, key
 	}
 	for {
 		e, err := k.kv.Get(ctx, id)
 		if err == nil {
+			if bytes.Equal(e.Value(), destroyedKey) {
+				if !create {
+					return nil, nil
+				}
+				// A ref used again after its customer was erased gets a
+				// new key; the old entries stay unreadable.
+				key, stored := fresh()
+				if _, err := k.kv.Update(ctx, id, stored, e.Revision()); err != nil {
+					if errors.Is(err, jetstream.ErrKeyExists) {
+						continue // another node replaced it first
+					}
+					return nil, err
+				}
+				k.remember(id, key)
+				return key, nil
+			}
 			key, err := k.decode(e.Value(), id)
 			if err != nil {
 				return nil, fmt.Errorf("a data key does not open with this node's STICKY_ENCRYPTION_KEY: %w", err)
@@ -141,14 +197,16 @@ func (k *keyring) get(ctx context.Context, id string, create bool) ([]byte, erro
 			return nil, err
 		}
 		if !create {
-			return nil, nil
+			// Every key is created before an entry that uses it is
+			// written, so this replica has not seen it yet: wait.
+			select {
+			case <-ctx.Done():
+				return nil, fmt.Errorf("data key %s not visible yet: %w", id, ctx.Err())
+			case <-time.After(20 * time.Millisecond):
+			}
+			continue
 		}
-		key := make([]byte, 32)
-		_, _ = rand.Read(key)
-		stored := key
-		if k.kek != nil {
-			stored = seal(k.kek, key, []byte(id))
-		}
+		key, stored := fresh()
 		if _, err := k.kv.Create(ctx, id, stored); err != nil {
 			if errors.Is(err, jetstream.ErrKeyExists) {
 				continue // another node created it first: use theirs
@@ -174,26 +232,30 @@ func (k *keyring) put(ctx context.Context, name string, key []byte) error {
 }
 
 // destroy erases a customer's data key: the message holding it is
-// overwritten in the bucket's stream, then its subject purged.
+// overwritten in the bucket's stream, and a marker saying it was destroyed
+// takes its place.
 func (k *keyring) destroy(ctx context.Context, id string) error {
 	k.mu.Lock()
 	delete(k.cache, id)
 	k.mu.Unlock()
 	e, err := k.kv.Get(ctx, id)
-	if errors.Is(err, jetstream.ErrKeyNotFound) {
+	if err == nil && bytes.Equal(e.Value(), destroyedKey) {
 		return nil // destroyed already (every node destroys it)
 	}
-	if err != nil {
+	if err != nil && !errors.Is(err, jetstream.ErrKeyNotFound) {
 		return err
 	}
-	s, err := k.js.Stream(ctx, "KV_"+k.bucket)
-	if err != nil {
-		return err
+	if err == nil {
+		s, err := k.js.Stream(ctx, "KV_"+k.bucket)
+		if err != nil {
+			return err
+		}
+		if err := s.SecureDeleteMsg(ctx, e.Revision()); err != nil && !errors.Is(err, jetstream.ErrMsgNotFound) {
+			return err
+		}
 	}
-	if err := s.SecureDeleteMsg(ctx, e.Revision()); err != nil && !errors.Is(err, jetstream.ErrMsgNotFound) {
-		return err
-	}
-	return k.kv.Purge(ctx, id)
+	_, err = k.kv.Put(ctx, id, destroyedKey)
+	return err
 }
 
 // sealEntry encrypts data for the customers refs.

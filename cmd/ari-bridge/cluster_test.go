@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -163,6 +165,11 @@ func TestClusterNodeKilledUnderLoad(t *testing.T) {
 			break
 		}
 		if time.Now().After(deadline) {
+			if os.Getenv("STICKY_KEEP_DIVERGED") != "" {
+				for i, d := range dirs {
+					exec.Command("cp", "-a", d, fmt.Sprintf("/tmp/diverged-%d", i)).Run()
+				}
+			}
 			t.Fatalf("the nodes did not converge: %+v\n%s", infos, nodes[1].log())
 		}
 		time.Sleep(50 * time.Millisecond) // polling a condition, with a deadline
