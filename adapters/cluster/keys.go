@@ -262,18 +262,34 @@ func (k *keyring) destroy(ctx context.Context, id string) error {
 func (k *keyring) sealEntry(ctx context.Context, data []byte, refs []string) ([]byte, error) {
 	ck := make([]byte, 32)
 	_, _ = rand.Read(ck)
-	env := envelope{}
-	for _, ref := range refs {
-		id := keyID(ref)
-		dk, err := k.get(ctx, id, true)
-		if err != nil {
-			return nil, err
-		}
-		a, err := aead(dk)
-		if err != nil {
-			return nil, err
-		}
-		env.Keys = append(env.Keys, wrapped{ID: id, Key: seal(a, ck, []byte(id))})
+	// An import batch names hundreds of new customers: their keys are
+	// fetched or created side by side rather than one round trip each.
+	env := envelope{Keys: make([]wrapped, len(refs))}
+	errs := make([]error, len(refs))
+	sem := make(chan struct{}, 32)
+	var wg sync.WaitGroup
+	for i, ref := range refs {
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer func() { <-sem; wg.Done() }()
+			id := keyID(ref)
+			dk, err := k.get(ctx, id, true)
+			if err != nil {
+				errs[i] = err
+				return
+			}
+			a, err := aead(dk)
+			if err != nil {
+				errs[i] = err
+				return
+			}
+			env.Keys[i] = wrapped{ID: id, Key: seal(a, ck, []byte(id))}
+		}()
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		return nil, err
 	}
 	a, err := aead(ck)
 	if err != nil {

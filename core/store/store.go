@@ -25,6 +25,9 @@ type Options struct {
 	Dir string
 	// InMemory keeps everything in memory (tests and benchmarks only).
 	InMemory bool
+	// LowMemory shrinks Badger's memtables and block cache (tests that
+	// run several stores in one process, under the race detector).
+	LowMemory bool
 	// EncryptionKey turns on Badger's encryption at rest (16, 24 or 32 bytes).
 	EncryptionKey []byte
 	Logger        *slog.Logger
@@ -71,6 +74,9 @@ func Open(opts Options) (*DB, error) {
 		WithNumCompactors(2)
 	if opts.InMemory {
 		bo = bo.WithInMemory(true).WithDir("").WithValueDir("")
+	}
+	if opts.LowMemory {
+		bo = bo.WithMemTableSize(8 << 20).WithBlockCacheSize(8 << 20).WithNumMemtables(2)
 	}
 	if len(opts.EncryptionKey) > 0 {
 		bo = bo.WithEncryptionKey(opts.EncryptionKey).WithIndexCacheSize(64 << 20)
