@@ -228,7 +228,13 @@ func (e *Engine) replicate(ctx context.Context, cmd *command) (any, error) {
 		delete(r.waiters, cmd.Nonce)
 		r.mu.Unlock()
 	}()
-	actx, cancel := context.WithTimeout(ctx, e.opts.AppendTimeout)
+	timeout := e.opts.AppendTimeout
+	if cmd.Op == opImport {
+		// A batch may name hundreds of new customers, each needing a
+		// data key made in the log before the batch is sealed.
+		timeout = max(timeout, 30*time.Second)
+	}
+	actx, cancel := context.WithTimeout(ctx, timeout)
 	seq, err := r.log.Append(actx, entry)
 	cancel()
 	if err != nil {

@@ -314,8 +314,6 @@ func (m *Memory) Append(ctx context.Context, e core.Entry) (uint64, error) {
 	if !m.opened.Load() {
 		return 0, errors.New("not connected to the shared memory yet")
 	}
-	ctx, cancel := context.WithTimeout(ctx, m.opts.AppendTimeout)
-	defer cancel()
 	msg := nats.NewMsg(m.subject)
 	msg.Data = e.Data
 	if len(e.Subjects) > 0 {
@@ -329,7 +327,11 @@ func (m *Memory) Append(ctx context.Context, e core.Entry) (uint64, error) {
 	if e.Erases != "" {
 		msg.Header.Set(hdrErases, keyID(e.Erases))
 	}
-	ack, err := m.js.PublishMsg(ctx, msg, jetstream.WithExpectStream(m.stream))
+	// The caller's deadline bounds the sealing (an import batch makes many
+	// keys); the publish itself has AppendTimeout at most.
+	pctx, cancel := context.WithTimeout(ctx, m.opts.AppendTimeout)
+	defer cancel()
+	ack, err := m.js.PublishMsg(pctx, msg, jetstream.WithExpectStream(m.stream))
 	if err != nil {
 		why := err.Error()
 		if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, jetstream.ErrNoStreamResponse) || errors.Is(err, nats.ErrNoResponders) {
