@@ -24,8 +24,8 @@ type Options struct {
 	Now func() time.Time
 	// NewRef makes customer refs (default cust_ + 16 random base32 chars).
 	NewRef        func() string
-	DefaultRegion string // region for numbers without a country code (US)
-	Weights       Weights
+	DefaultRegion string        // region for numbers without a country code (US)
+	Model         Model         // the identity match model (DefaultModel)
 	VariableTTL   time.Duration // default TTL of variables (30 days)
 	IntentWindow  time.Duration // unresolved intents expire after this without contact (30 days)
 	HistoryLimit  int           // interactions returned by Start (20)
@@ -64,8 +64,8 @@ func New(opts Options) *Engine {
 	if opts.DefaultRegion == "" {
 		opts.DefaultRegion = "US"
 	}
-	if opts.Weights == (Weights{}) {
-		opts.Weights = DefaultWeights()
+	if opts.Model == (Model{}) {
+		opts.Model = DefaultModel()
 	}
 	if opts.VariableTTL <= 0 {
 		opts.VariableTTL = defaultTTLSeconds * time.Second

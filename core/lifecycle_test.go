@@ -346,21 +346,3 @@ func TestMergeWrapUpAfterHangup(t *testing.T) {
 		t.Fatalf("after a repeated wrap-up: %+v", p.Intents)
 	}
 }
-
-func TestWeakStartDoesNotDiluteIdentifiers(t *testing.T) {
-	ctx := context.Background()
-	e, clk, _ := newEngine(t, monday)
-	if _, err := e.End(ctx, core.EndRequest{CallID: "seed", CustomerRef: "cust_a", Hints: &core.Hints{ExternalIDs: map[string]string{"customer_id": "C-1"}}}); err != nil {
-		t.Fatal(err)
-	}
-	clk.Add(60 * 24 * time.Hour)
-	for i := range 3 {
-		res, err := e.Start(ctx, core.StartRequest{CallID: "weak" + string(rune('0'+i)), Hints: core.Hints{ExternalIDs: map[string]string{"customer_id": "C-1"}}})
-		if err != nil {
-			t.Fatal(err)
-		}
-		if len(res.Identity.Candidates) != 1 || res.Identity.Candidates[0].Score != 0.2 {
-			t.Fatalf("start %d: candidates %+v: weak starts diluted the id", i, res.Identity.Candidates)
-		}
-	}
-}

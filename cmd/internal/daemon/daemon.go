@@ -170,8 +170,7 @@ func Run(ctx context.Context, name string, cfg config.Config, attach Attach, log
 	engine := core.New(core.Options{
 		Store: db, DefaultRegion: cfg.DefaultRegion, Logger: log, Observer: m,
 		VariableTTL: cfg.VariableTTL, IntentWindow: cfg.IntentWindow,
-		Weights: core.Weights{ANI: cfg.Identity.ANI, Email: cfg.Identity.Email, ExternalID: cfg.Identity.ExternalID,
-			Recency: cfg.Identity.Recency, RecencyWindow: cfg.Identity.RecencyWindow},
+		Model: cfg.Identity.Model(),
 	})
 	srv := api.New(api.Options{Engine: engine, Keys: cfg.APIKeys, RatePerSecond: cfg.RatePerSecond, Logger: log})
 	if err := srv.CheckAddr(cfg.HTTPAddr); err != nil {
