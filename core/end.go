@@ -20,6 +20,9 @@ type EndResult struct {
 	DurationSeconds  int64     `json:"duration_seconds"`
 	IntentsUpdated   int       `json:"intents_updated"`
 	VariablesUpdated int       `json:"variables_updated"`
+	// Unassigned: the call's customer is not known yet, so the end is
+	// kept with the call until someone says who it was (identify.go).
+	Unassigned bool `json:"unassigned,omitempty"`
 }
 
 type endPlan struct {
@@ -29,6 +32,7 @@ type endPlan struct {
 	status  string
 	ttl     time.Duration
 	fp      string
+	now     time.Time // set when a kept end is saved later (identify.go); zero: the clock
 }
 
 func (e *Engine) checkEnd(req EndRequest) (endPlan, error) {
@@ -139,7 +143,10 @@ func (e *Engine) End(ctx context.Context, req EndRequest) (res *EndResult, err e
 
 func (e *Engine) end(t *store.Txn, p *endPlan, out **EndResult, wrote *bool) error {
 	req := p.req
-	now := e.now()
+	now := p.now
+	if now.IsZero() {
+		now = e.now()
+	}
 	call, found, err := t.Call(req.CallID)
 	if err != nil {
 		return err
@@ -157,6 +164,10 @@ func (e *Engine) end(t *store.Txn, p *endPlan, out **EndResult, wrote *bool) err
 		// was merged already: nothing changes, even after a restart.
 		*out = new(EndResult)
 		return json.Unmarshal(call.EndResult, *out)
+	}
+	// identity (issue 14): a call nobody has identified yet keeps its ends.
+	if found && call.CustomerRef == "" {
+		return e.endUnassigned(t, p, call, true, now, out, wrote)
 	}
 
 	// Who is this?
@@ -195,6 +206,8 @@ func (e *Engine) end(t *store.Txn, p *endPlan, out **EndResult, wrote *bool) err
 		}
 		if rs.best != nil {
 			cust = rs.best.cust
+		} else if rs.unassigned { // identity (issue 14): no duplicate; kept for an agent
+			return e.parkEnd(t, p, rs, now, out, wrote)
 		} else {
 			ref := p.hints.ref
 			if ref == "" {

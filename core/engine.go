@@ -229,7 +229,7 @@ func (e *Engine) Start(ctx context.Context, req StartRequest) (res *StartResult,
 			// A retry: the same customer, identity and call_start, with
 			// the context read afresh (it is only ever fresher).
 			cust, ok, err := t.Customer(call.CustomerRef)
-			if err != nil || !ok {
+			if err != nil || !ok && call.CustomerRef != "" { // "": unassigned (identify.go)
 				return err
 			}
 			res = &StartResult{CallID: req.CallID, CustomerRef: cust.Ref, CallStart: TS(call.StartedAt)}
@@ -238,6 +238,7 @@ func (e *Engine) Start(ctx context.Context, req StartRequest) (res *StartResult,
 			}
 			cc, err := e.readContext(t, cust, now)
 			res.OpenIntents, res.Variables, res.History, res.Headline = cc.OpenIntents, cc.Variables, cc.History, cc.Headline
+			unassignedHeadline(res, call)
 			return err
 		}
 		rs, err := e.resolve(t, hs, now)
@@ -247,7 +248,7 @@ func (e *Engine) Start(ctx context.Context, req StartRequest) (res *StartResult,
 		var cust store.Customer
 		if rs.best != nil {
 			cust = rs.best.cust
-		} else {
+		} else if !rs.unassigned { // identity (issue 14): unassigned calls get no customer yet
 			ref := hs.ref
 			if ref == "" {
 				ref = e.opts.NewRef()
@@ -287,11 +288,14 @@ func (e *Engine) Start(ctx context.Context, req StartRequest) (res *StartResult,
 		if err != nil {
 			return err
 		}
-		return t.PutCall(store.Call{
+		call = store.Call{
 			ID: req.CallID, CustomerRef: cust.Ref, Channel: channel, StartedAt: now,
 			Identifiers: ids, DNIS: hs.dnis,
 			StartFingerprint: fp, StartIdentity: ident, ExpiresAt: now.Add(e.opts.ActiveCallTTL),
-		})
+			Identity: rs.callIdentity(hs), // identity (issue 14): what Start learned about who it is
+		}
+		unassignedHeadline(res, call)
+		return t.PutCall(call)
 	})
 	if err != nil {
 		return nil, storeErr(err)

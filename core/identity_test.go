@@ -74,7 +74,7 @@ func TestIdentityScoring(t *testing.T) {
 		{"ani of one, email of another: the email wins, both listed", core.Hints{ANI: "+14155550001", ExternalIDs: map[string]string{"email": "b@example.com"}}, "", "cust_b", 0.966, "very_high", "reuse", []string{"external_id"}, []string{"cust_a"}},
 		{"strong match with one contradicting id", core.Hints{ANI: "+14155550001", ExternalIDs: map[string]string{"email": "a@example.com", "account_number": "ACC-2"}}, "", "cust_a", 0.999, "very_high", "reuse", []string{"ani:unknown", "external_id", "recency:2day"}, []string{"cust_b"}},
 		// each holder: 5.41 - 1 (two holders) + recency; together 0.99, apart 0.55/0.44
-		{"shared number alone: confirm the likelier", core.Hints{ANI: "+14155550003"}, "", "cust_h1", 0.545, "medium", "confirm", []string{"ani:unknown", "recency:1day"}, []string{"cust_h2"}},
+		{"shared number alone: unassigned, both offered", core.Hints{ANI: "+14155550003"}, "", unassigned, 0.545, "medium", "confirm", []string{"ani:unknown", "recency:1day"}, []string{"cust_h1", "cust_h2"}},
 		{"shared number plus email", core.Hints{ANI: "+14155550003", ExternalIDs: map[string]string{"email": "h1@example.com"}}, "", "cust_h1", 0.999, "very_high", "reuse", []string{"ani:unknown", "external_id", "recency:1day"}, []string{"cust_h2"}},
 		{"known customer_ref settles it", core.Hints{CustomerRef: "cust_b"}, "", "cust_b", 1, "very_high", "reuse", []string{"customer_ref"}, nil},
 		{"known customer_ref with ani", core.Hints{CustomerRef: "cust_b", ANI: "+14155550002"}, "", "cust_b", 1, "very_high", "reuse", []string{"customer_ref", "ani:unknown"}, nil},

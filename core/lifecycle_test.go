@@ -346,3 +346,40 @@ func TestMergeWrapUpAfterHangup(t *testing.T) {
 		t.Fatalf("after a repeated wrap-up: %+v", p.Intents)
 	}
 }
+
+// An unassigned start creates nobody and links nothing, so repeated calls
+// from a shared line do not dilute the evidence for the next one.
+func TestWeakStartDoesNotDiluteIdentifiers(t *testing.T) {
+	ctx := context.Background()
+	e, clk, db := newEngine(t, monday)
+	for _, ref := range []string{"cust_a", "cust_b"} {
+		seed(t, e, clk, monday.Add(-time.Hour), ref, core.Hints{ANI: "+14155550003"})
+	}
+	clk.Set(monday)
+	var first float64
+	for i := range 3 {
+		res, err := e.Start(ctx, core.StartRequest{CallID: "weak" + string(rune('0'+i)), Hints: core.Hints{ANI: "+14155550003"}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		c := res.Identity.Candidates
+		if res.CustomerRef != "" || res.Identity.Recommendation != core.RecommendConfirm || len(c) != 2 {
+			t.Fatalf("start %d: %q %+v", i, res.CustomerRef, res.Identity)
+		}
+		if i == 0 {
+			first = c[0].Score
+		} else if c[0].Score != first {
+			t.Fatalf("start %d: score %.3f, first %.3f: weak starts diluted the number", i, c[0].Score, first)
+		}
+	}
+	err := db.View(func(tx *store.Txn) error {
+		refs, err := tx.Refs(core.KindPhone, "+14155550003")
+		if err != nil || len(refs) != 2 {
+			t.Errorf("the number is held by %v (%v)", refs, err)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+}

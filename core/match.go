@@ -30,10 +30,10 @@ type Model struct {
 	// over RecencyWindow: customers who were just in touch call back.
 	RecencyBits   float64
 	RecencyWindow time.Duration
-	// Reuse is the posterior at which the best candidate is reused.
-	// Confirm is the combined posterior of all candidates at which the
-	// best one is still taken, for the agent to confirm, instead of a new
-	// customer being created.
+	// Reuse is the posterior at which the best candidate is reused (the
+	// call is assigned and their context shown). Confirm is the combined
+	// posterior of all candidates at which the agent is asked who it is
+	// instead of a new customer being created.
 	Reuse, Confirm float64
 }
 
@@ -68,7 +68,7 @@ func DefaultModel() Model {
 		RecencyBits:   1,
 		RecencyWindow: 30 * 24 * time.Hour,
 		Reuse:         0.9,
-		Confirm:       0.3,
+		Confirm:       0.05,
 	}
 }
 
@@ -170,6 +170,10 @@ type resolution struct {
 	identity Identity
 	best     *candidate // the customer to reuse; nil: none
 	known    bool       // an explicit, known customer_ref settled it
+	// unassigned: known customers match but none surely enough; the call
+	// gets no customer (and no new one is created) until someone says who.
+	unassigned bool
+	candidates []string // every candidate, best first
 }
 
 // claimHolders is what the index says about each claim: how many
@@ -262,6 +266,9 @@ func (e *Engine) resolve(t *store.Txn, hs hintSet, now time.Time) (resolution, e
 	var res resolution
 	id := &res.identity
 	id.Sources, id.Explanation, id.Candidates = []string{}, []Signal{}, []Candidate{}
+	for _, c := range live {
+		res.candidates = append(res.candidates, c.ref)
+	}
 	var best *candidate
 	if len(live) > 0 {
 		best = live[0]
@@ -296,14 +303,12 @@ func (e *Engine) resolve(t *store.Txn, hs hintSet, now time.Time) (resolution, e
 			res.best = best
 			id.Confidence = round3(conf)
 			id.Sources = slices.Clone(best.sources)
-			id.Recommendation = RecommendReuse
-		case known >= m.Confirm:
-			// Known customers are likely calling, just not surely this
-			// one: the best is taken, for the agent to confirm.
-			res.best = best
+		case known >= m.Confirm && hs.ref == "":
+			res.unassigned = true
 			id.Confidence = round3(conf)
 			id.Sources = slices.Clone(best.sources)
-			id.Recommendation = RecommendConfirm
+			id.Explanation = append(id.Explanation, Signal{"unassigned", 0,
+				fmt.Sprintf("%d known customer(s) may be calling (together %.0f%%), not sure enough which one: ask who it is; no new customer is created", len(live), 100*known)})
 		default:
 			id.Explanation = append(id.Explanation, Signal{"new_customer", 0,
 				"the customers these hints point at are probably not the caller; a new one was created"})
@@ -319,9 +324,11 @@ func (e *Engine) resolve(t *store.Txn, hs hintSet, now time.Time) (resolution, e
 	}
 	id.Level = Level(id.Confidence)
 	switch {
-	case res.known:
+	case res.best != nil:
 		id.Recommendation = RecommendReuse
-	case id.Recommendation == "":
+	case res.unassigned:
+		id.Recommendation = RecommendConfirm
+	default:
 		id.Recommendation = RecommendIgnore
 	}
 	return res, nil

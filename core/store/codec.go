@@ -279,6 +279,7 @@ func (c *Call) encode(e *enc) {
 	// Added later: records written before it simply end here.
 	fps := refList(c.MergeFingerprints)
 	fps.encode(e)
+	encodeCallIdentity(e, c.Identity) // added later still (identity.go)
 }
 
 func (c *Call) decode(d *dec) {
@@ -293,6 +294,7 @@ func (c *Call) decode(d *dec) {
 			c.MergeFingerprints = fps
 		}
 	}
+	c.Identity = decodeCallIdentity(d)
 }
 
 // refList and alias are the index and alias values.

@@ -90,7 +90,7 @@ type Identity struct {
 	RecencyBits   float64       `yaml:"recency_bits" env:"STICKY_IDENTITY_RECENCY_BITS" flag:"identity-recency-bits" help:"log2 odds a contact today adds (decays to 0 over recency_window)"`
 	RecencyWindow time.Duration `yaml:"recency_window" env:"STICKY_RECENCY_WINDOW" flag:"recency-window" help:"how long recent contact keeps adding confidence"`
 	Reuse         float64       `yaml:"reuse_threshold" env:"STICKY_IDENTITY_REUSE" flag:"identity-reuse" help:"posterior at which the best candidate is reused"`
-	Confirm       float64       `yaml:"confirm_threshold" env:"STICKY_IDENTITY_CONFIRM" flag:"identity-confirm" help:"combined posterior of the candidates at which the best is still taken (for the agent to confirm) instead of a new customer created"`
+	Confirm       float64       `yaml:"confirm_threshold" env:"STICKY_IDENTITY_CONFIRM" flag:"identity-confirm" help:"combined posterior of the candidates at which the agent is asked instead of a new customer created"`
 }
 
 // IdentityOf is the settings of a model.

@@ -1,0 +1,57 @@
+package store
+
+import (
+	"reflect"
+	"testing"
+)
+
+func TestIdentityStateRoundTrip(t *testing.T) {
+	cases := []record{
+		&Call{ID: "c", Identity: &CallIdentity{}},
+		&Call{ID: "c", Ended: true, MergeFingerprints: []string{"m"}, Identity: &CallIdentity{
+			Candidates: []string{"a", "b"},
+			Pending:    []PendingEnd{{Request: []byte(`{"call_id":"c"}`), Fingerprint: "fp"}, {Request: []byte(`{}`), Fingerprint: "f2", Merge: true}},
+		}},
+	}
+	for _, want := range cases {
+		got := reflect.New(reflect.TypeOf(want).Elem()).Interface().(record)
+		if err := unmarshal(marshal(want), got); err != nil {
+			t.Fatalf("%T: %v", want, err)
+		}
+		if !reflect.DeepEqual(got, want) {
+			t.Fatalf("%T round trip:\n got %+v\nwant %+v", want, got, want)
+		}
+	}
+}
+
+func TestUnlinkCallDropsOnlyTheLink(t *testing.T) {
+	db, err := Open(Options{InMemory: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	err = db.Update(func(tx *Txn) error {
+		if err := tx.PutCall(Call{ID: "c1"}); err != nil { // unassigned
+			return err
+		}
+		if err := tx.UnlinkCall("", "c1"); err != nil {
+			return err
+		}
+		return tx.PutCall(Call{ID: "c1", CustomerRef: "r"})
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = db.View(func(tx *Txn) error {
+		if ids, _ := tx.CallIDs(""); len(ids) != 0 {
+			t.Errorf("unassigned calls still list %v", ids)
+		}
+		if ids, _ := tx.CallIDs("r"); len(ids) != 1 || ids[0] != "c1" {
+			t.Errorf("calls of r: %v", ids)
+		}
+		if c, ok, _ := tx.Call("c1"); !ok || c.CustomerRef != "r" {
+			t.Errorf("call: %+v %v", c, ok)
+		}
+		return nil
+	})
+}
