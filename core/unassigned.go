@@ -13,9 +13,9 @@ import (
 // (a household line, a switchboard, contradicting hints that are not
 // decisive) is unassigned: Start answers with an empty customer_ref and
 // every candidate, creates no customer, and the call's ends are kept with
-// it. It stays so until an end names the customer or hints added later
-// settle it; then the kept ends are saved on that customer as if they had
-// just arrived.
+// it. It stays so until an end names the customer, hints added later
+// settle it, or an agent says who it is (identify.go); then the kept ends
+// are saved on that customer as if they had just arrived.
 
 // callIdentityOf is a copy of the call's identity state to change.
 func callIdentityOf(c store.Call) *store.CallIdentity {
@@ -24,6 +24,8 @@ func callIdentityOf(c store.Call) *store.CallIdentity {
 	}
 	ci := *c.Identity
 	ci.Candidates = slices.Clone(ci.Candidates)
+	ci.PoppedTo = slices.Clone(ci.PoppedTo)
+	ci.Decisions = slices.Clone(ci.Decisions)
 	ci.Pending = slices.Clone(ci.Pending)
 	return &ci
 }
@@ -86,17 +88,18 @@ func (e *Engine) endUnassigned(t *store.Txn, p *endPlan, call store.Call, found 
 		}
 	}
 
-	// Who is it? The end may say, or what it adds may settle it.
+	// Who is it? The end may say, or what it adds may settle it (never a
+	// customer an agent said it is not).
 	ref := req.CustomerRef
 	if ref == "" && found && added > 0 {
 		rs, err := e.resolve(t, e.callHints(call), now)
 		if err != nil {
 			return err
 		}
-		if rs.best != nil {
+		if rs.best != nil && !ruledOut(ci, rs.best.ref) {
 			ref = rs.best.ref
-		} else {
-			ci.Candidates = slices.Clone(rs.candidates)
+		} else if rs.best == nil {
+			ci.Candidates = slices.DeleteFunc(slices.Clone(rs.candidates), func(r string) bool { return ruledOut(ci, r) })
 		}
 	}
 	if ref != "" {

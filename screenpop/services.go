@@ -40,6 +40,12 @@ func (s *Service) addServices() error {
 		{"wrapup", SubjectWrapUp, s.wrapUp},
 		{"profile", SubjectProfilePrefix + ".*", s.profile},
 	}
+	if s.desk != nil {
+		eps = append(eps, struct {
+			name, subject string
+			h             func(context.Context, micro.Request) (any, error)
+		}{"identify", SubjectIdentifyPrefix + ".*", s.identify})
+	}
 	for _, ep := range eps {
 		h := ep.h
 		if err := svc.AddEndpoint(ep.name, micro.HandlerFunc(func(r micro.Request) { s.serve(r, h) }),
@@ -197,6 +203,45 @@ func (s *Service) wrapUp(ctx context.Context, r micro.Request) (any, error) {
 	return res, nil
 }
 
+// identify answers sticky.v1.calls.identify.<agent>: the agent says who
+// the caller is ({"call_id", "customer_ref"}, "not": true for "not this
+// person", "new_customer": true). The agent is the subject's, which on
+// the embedded server only that agent may publish on; the engine refuses
+// (403) an agent the call was not popped to.
+func (s *Service) identify(ctx context.Context, r micro.Request) (any, error) {
+	if err := checkSize(r.Data()); err != nil {
+		return nil, err
+	}
+	agent := s.agentOf(strings.TrimPrefix(r.Subject(), SubjectIdentifyPrefix+"."))
+	req, err := core.ParseIdentify(r.Data(), "")
+	if err == nil && req.Agent != "" && req.Agent != agent {
+		err = &core.Error{Code: core.CodeInvalid, Message: "invalid request",
+			Issues: []core.Issue{{Path: []any{"agent"}, Message: "is the agent of the subject; leave it out"}}}
+	}
+	if err != nil {
+		s.count("identify_failed")
+		return nil, err
+	}
+	req.Agent, req.By = agent, "nats:"+agent
+	res, err := s.desk.Identify(ctx, req)
+	if err != nil {
+		s.count("identify_failed")
+		return nil, err
+	}
+	s.count("identify_saved")
+	return res, nil
+}
+
+// agentOf is the agent whose subject token tok is.
+func (s *Service) agentOf(tok string) string {
+	for _, a := range s.opts.Agents {
+		if Token(a.ID) == tok {
+			return a.ID
+		}
+	}
+	return tok
+}
+
 // Profile is what a desktop learns after it logs in: the subjects its
 // agent may read.
 type Profile struct {
@@ -206,6 +251,9 @@ type Profile struct {
 	Stream      string   `json:"stream"`
 	InboxPrefix string   `json:"inbox_prefix"`
 	WrapUp      string   `json:"wrapup_subject"`
+	// Identify is where the agent says who a caller is ("" when the
+	// engine cannot be told).
+	Identify string `json:"identify_subject,omitempty"`
 }
 
 // profile answers sticky.v1.desktop.profile.<agent>. On the embedded
@@ -213,6 +261,9 @@ type Profile struct {
 func (s *Service) profile(_ context.Context, r micro.Request) (any, error) {
 	tok := strings.TrimPrefix(r.Subject(), SubjectProfilePrefix+".")
 	p := Profile{Agent: tok, Queues: []string{}, Stream: StreamName, InboxPrefix: InboxPrefix(tok), WrapUp: SubjectWrapUp}
+	if s.desk != nil {
+		p.Identify = SubjectIdentifyPrefix + "." + tok
+	}
 	for _, a := range s.opts.Agents {
 		if Token(a.ID) == tok {
 			p.Agent = a.ID

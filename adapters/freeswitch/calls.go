@@ -562,13 +562,14 @@ func (c *call) end(why string) {
 	c.ended = true
 	defer c.t.retire(c)
 	req := core.EndRequest{CallID: c.id, Channel: "phone", Merge: true}
-	if c.awaitResult(c.resDone, time.Now().Add(startTimeout)) && c.res != nil {
-		req.CustomerRef = c.res.CustomerRef
-	}
+	// A started call's customer is the engine's to know: an agent may have
+	// said who the caller is since (or who it is not), so the end names
+	// nobody and the engine takes the call's customer.
+	resolved := c.awaitResult(c.resDone, time.Now().Add(startTimeout)) && c.res != nil
 	if h := (core.Hints{ANI: core.CallerANI(c.ani), DNIS: c.dnis, ExternalIDs: c.externalIDs()}); h.ANI != "" || h.DNIS != "" || len(h.ExternalIDs) > 0 {
 		req.Hints = &h
 	}
-	if req.CustomerRef == "" && (req.Hints == nil || req.Hints.ANI == "" && len(req.Hints.ExternalIDs) == 0) {
+	if !resolved && (req.Hints == nil || req.Hints.ANI == "" && len(req.Hints.ExternalIDs) == 0) {
 		c.b.count("end_skipped")
 		c.log().Info("call ended with nothing that identifies the caller; not saved")
 		return

@@ -17,9 +17,12 @@ type ErrorBody struct {
 	Code int `json:"code,omitempty"`
 }
 
-// Details lists the problems with a request.
+// Details lists the problems with a request, and for a conflict over whom
+// a call is from, both customers.
 type Details struct {
-	Issues []core.Issue `json:"issues"`
+	Issues       []core.Issue `json:"issues"`
+	AssignedRef  string       `json:"assigned_customer_ref,omitempty"`
+	RequestedRef string       `json:"requested_customer_ref,omitempty"`
 }
 
 // Status is the HTTP status for an error from the engine. It is the one
@@ -36,6 +39,8 @@ func Status(err error) int {
 		return http.StatusServiceUnavailable
 	case core.CodeTooLarge:
 		return http.StatusRequestEntityTooLarge
+	case core.CodeForbidden:
+		return http.StatusForbidden
 	}
 	return http.StatusInternalServerError
 }
@@ -57,6 +62,12 @@ func Envelope(err error) ErrorBody {
 	if len(e.Issues) > 0 {
 		b.Message = describe(e)
 		b.Details = &Details{Issues: e.Issues}
+	}
+	if e.Refs != nil {
+		if b.Details == nil {
+			b.Details = &Details{Issues: []core.Issue{}}
+		}
+		b.Details.AssignedRef, b.Details.RequestedRef = e.Refs.Assigned, e.Refs.Requested
 	}
 	return b
 }

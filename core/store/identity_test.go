@@ -3,14 +3,18 @@ package store
 import (
 	"reflect"
 	"testing"
+	"time"
 )
 
 func TestIdentityStateRoundTrip(t *testing.T) {
+	now := time.Date(2026, 2, 6, 15, 30, 0, 123456789, time.UTC)
 	cases := []record{
 		&Call{ID: "c", Identity: &CallIdentity{}},
 		&Call{ID: "c", Ended: true, MergeFingerprints: []string{"m"}, Identity: &CallIdentity{
-			Candidates: []string{"a", "b"},
-			Pending:    []PendingEnd{{Request: []byte(`{"call_id":"c"}`), Fingerprint: "fp"}, {Request: []byte(`{}`), Fingerprint: "f2", Merge: true}},
+			Candidates: []string{"a", "b"}, PoppedTo: []string{"1001"},
+			Decisions: []Decision{{At: now, By: "key:ab", Agent: "1001", Ref: "a", Not: true,
+				Unlinked: []Identifier{{Kind: "phone", Value: "+1", LinkedAt: now, Source: "phone"}}}, {At: now, Ref: "b", New: true}},
+			Pending: []PendingEnd{{Request: []byte(`{"call_id":"c"}`), Fingerprint: "fp"}, {Request: []byte(`{}`), Fingerprint: "f2", Merge: true}},
 		}},
 	}
 	for _, want := range cases {

@@ -110,8 +110,8 @@ type Call struct {
 	// MergeFingerprints are the reports merged into the ended call (the
 	// latest MaxMergeFingerprints), so a redelivered one changes nothing.
 	MergeFingerprints []string `json:"merge_fps,omitempty"`
-	// Identity is the call's identity state: its candidates while it is
-	// unassigned, and the ends waiting for someone to say who (identity.go).
+	// Identity is the call's identity state: candidates while unassigned,
+	// pops, agents' decisions, ends waiting for one (identity.go).
 	Identity *CallIdentity `json:"identity,omitempty"`
 }
 
