@@ -320,6 +320,18 @@ func (e *Engine) unclaimed(t *store.Txn, ids []store.Identifier) ([]store.Identi
 // link attaches identifiers to a customer, in the record and in the index.
 func (e *Engine) link(t *store.Txn, c *store.Customer, ids []store.Identifier, now time.Time, source string) error {
 	for _, id := range ids {
+		// identity (issue 14): placeholders, and identifiers already held
+		// by more than the shared cap, glue nobody together.
+		if blocked(id) {
+			continue
+		}
+		if held, err := t.AddRefUnder(id.Kind, id.Value, c.Ref, e.opts.Model.SharedCap); err != nil || !held {
+			if err != nil {
+				return err
+			}
+			continue
+		}
+		touchSeen(c, id, now)
 		has := false
 		for _, o := range c.Identifiers {
 			if o.Kind == id.Kind && o.Value == id.Value {
@@ -330,9 +342,6 @@ func (e *Engine) link(t *store.Txn, c *store.Customer, ids []store.Identifier, n
 		if !has {
 			id.LinkedAt, id.Source = now, source
 			c.Identifiers = append(c.Identifiers, id)
-		}
-		if _, err := t.AddRef(id.Kind, id.Value, c.Ref); err != nil {
-			return err
 		}
 	}
 	return nil

@@ -208,7 +208,11 @@ func (e *Engine) applyIdentify(t *store.Txn, c identifyCmd) (*IdentifyResult, er
 			}
 			was := cust.Identifiers[i]
 			d.Unlinked = append(d.Unlinked, was)
+			if at := seenAt(cust, was); !at.IsZero() {
+				d.Seen = append(d.Seen, store.Seen{Kind: was.Kind, Value: was.Value, At: at})
+			}
 			cust.Identifiers = slices.Delete(cust.Identifiers, i, i+1)
+			cust.Seen = slices.DeleteFunc(cust.Seen, func(s store.Seen) bool { return s.Kind == was.Kind && s.Value == was.Value })
 			if err := t.RemoveRef(was.Kind, was.Value, cust.Ref); err != nil {
 				return nil, err
 			}
@@ -256,14 +260,21 @@ func (e *Engine) applyIdentify(t *store.Txn, c identifyCmd) (*IdentifyResult, er
 				if e.holds(cust, id) {
 					continue
 				}
-				if _, err := t.AddRef(id.Kind, id.Value, cust.Ref); err != nil {
+				if held, err := t.AddRefUnder(id.Kind, id.Value, cust.Ref, e.opts.Model.SharedCap); err != nil {
 					return nil, err
+				} else if held {
+					cust.Identifiers = append(cust.Identifiers, id)
+					for _, s := range old.Seen {
+						if s.Kind == id.Kind && s.Value == id.Value {
+							cust.Seen = append(cust.Seen, s)
+						}
+					}
+					res.Linked = append(res.Linked, IdentifierView{id.Kind, id.Value, TS(id.LinkedAt), id.Source})
 				}
-				cust.Identifiers = append(cust.Identifiers, id)
-				res.Linked = append(res.Linked, IdentifierView{id.Kind, id.Value, TS(id.LinkedAt), id.Source})
 			}
 		}
-		// The call's identifiers are linked (those it matched on stay).
+		// The links that held are strengthened (seen now), the call's
+		// other identifiers linked.
 		before := len(cust.Identifiers)
 		if err := e.link(t, &cust, call.Identifiers, c.Now, "identify"); err != nil {
 			return nil, err

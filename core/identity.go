@@ -316,19 +316,27 @@ type claim struct {
 	id     store.Identifier
 	source string
 	ev     Evidence
+	ani    bool   // the caller id: its attestation applies
+	ignore string // why it is no evidence and never linked ("": it is evidence)
 }
 
 // hintSet is a validated, normalised set of hints.
 type hintSet struct {
-	claims []claim
-	ref    string
-	dnis   string
+	claims      []claim
+	ref         string
+	dnis        string
+	attestation string
 }
 
+// identifiers are the hints that may be linked to a customer: not
+// placeholders, and not a caller id that failed verification (it is
+// probably someone else's number).
 func (h hintSet) identifiers() []store.Identifier {
-	out := make([]store.Identifier, len(h.claims))
-	for i, c := range h.claims {
-		out[i] = c.id
+	out := make([]store.Identifier, 0, len(h.claims))
+	for _, c := range h.claims {
+		if c.ignore == "" && !(c.ani && h.attestation == AttestationFailed) {
+			out = append(out, c.id)
+		}
 	}
 	return out
 }
@@ -338,6 +346,9 @@ func (h *hintSet) add(c claim) {
 		if o.id.Kind == c.id.Kind && o.id.Value == c.id.Value {
 			return // the first (the caller id before an external "phone") wins
 		}
+	}
+	if c.ignore == "" && blocked(c.id) {
+		c.ignore = "a placeholder value: never evidence, never linked"
 	}
 	h.claims = append(h.claims, c)
 }
@@ -355,9 +366,18 @@ func (e *Engine) normalizeHints(is *issues, h Hints, lineType string, path ...an
 	if lineType != "" && !lineTypes[lineType] {
 		is.add("must be one of mobile, landline, voip, unknown", "telco", "line_type")
 	}
+	if att, ok := normAttestation(h.Attestation); ok {
+		hs.attestation = att
+	} else {
+		is.add("must be A, B, C or failed (STIR/SHAKEN attestation)", at("attestation")...)
+	}
 	m := e.opts.Model
 	if len(h.ANI) > MaxHintLen {
 		is.add("must be at most 128 characters", at("ani")...)
+	} else if placeholderDigits(h.ANI) {
+		// 0000000000 and the like: what carriers send for "no number".
+		hs.claims = append(hs.claims, claim{id: store.Identifier{Kind: KindPhone, Value: strings.TrimSpace(h.ANI)},
+			source: "ani:unknown", ev: m.Phone, ani: true, ignore: "a placeholder number: never evidence, never linked"})
 	} else if ani, err := NormalizePhone(h.ANI, e.opts.DefaultRegion); err != nil {
 		is.add("is not a phone number; send E.164 (+14155551234), a national number, or a sip:/tel: URI", at("ani")...)
 	} else if ani != "" {
@@ -365,7 +385,7 @@ func (e *Engine) normalizeHints(is *issues, h Hints, lineType string, path ...an
 		if lt == "" {
 			lt = LineType(ani)
 		}
-		hs.add(claim{id: store.Identifier{Kind: KindPhone, Value: ani}, source: "ani:" + lt, ev: m.Phone})
+		hs.add(claim{id: store.Identifier{Kind: KindPhone, Value: ani}, source: "ani:" + lt, ev: m.Phone, ani: true})
 	}
 	if len(h.ExternalIDs) > MaxExternalIDs {
 		is.add("must hold at most "+itoa(MaxExternalIDs)+" ids", at("external_ids")...)
@@ -428,8 +448,8 @@ func (e *Engine) variableClaims(vars map[string]string) []store.Identifier {
 		case KindPhone:
 			v, _ = NormalizePhone(v, e.opts.DefaultRegion)
 		}
-		if v != "" {
-			out = append(out, store.Identifier{Kind: name, Value: v})
+		if id := (store.Identifier{Kind: name, Value: v}); v != "" && !blocked(id) {
+			out = append(out, id)
 		}
 	}
 	return out

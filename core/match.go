@@ -35,6 +35,24 @@ type Model struct {
 	// posterior of all candidates at which the agent is asked who it is
 	// instead of a new customer being created.
 	Reuse, Confirm float64
+	// StaleAfter: a number unseen on its customer for longer may have been
+	// reassigned; it weighs StalePenaltyBits less and alone never reaches
+	// reuse.
+	StaleAfter       time.Duration
+	StalePenaltyBits float64
+	// STIR/SHAKEN attestation of the caller id: full (A) adds
+	// AttestationABits to the caller id's evidence; partial (B), gateway
+	// (C) and a failed verification take the penalties away. A caller id
+	// attested C or failing verification alone never reaches reuse.
+	// Without attestation the caller id counts as it is.
+	AttestationABits             float64
+	AttestationBPenaltyBits      float64
+	AttestationCPenaltyBits      float64
+	AttestationFailedPenaltyBits float64
+	// SharedCap: an identifier held by more customers than this (a large
+	// switchboard, a placeholder everyone types) is no evidence and is not
+	// linked to anyone else.
+	SharedCap int
 }
 
 // Evidence is one kind of identifier's m and u probabilities.
@@ -61,14 +79,21 @@ func (v Evidence) disagree() float64 { return math.Log2((1 - v.M) / (1 - v.U)) }
 // DefaultModel is the model with the defaults the README explains.
 func DefaultModel() Model {
 	return Model{
-		PriorBits:     0,
-		Phone:         Evidence{M: 0.85, U: 0.02},
-		Email:         Evidence{M: 0.95, U: 0.001},
-		ExternalID:    Evidence{M: 0.98, U: 0.002},
-		RecencyBits:   1,
-		RecencyWindow: 30 * 24 * time.Hour,
-		Reuse:         0.9,
-		Confirm:       0.05,
+		PriorBits:                    0,
+		Phone:                        Evidence{M: 0.85, U: 0.02},
+		Email:                        Evidence{M: 0.95, U: 0.001},
+		ExternalID:                   Evidence{M: 0.98, U: 0.002},
+		RecencyBits:                  1,
+		RecencyWindow:                30 * 24 * time.Hour,
+		Reuse:                        0.9,
+		Confirm:                      0.05,
+		StaleAfter:                   90 * 24 * time.Hour,
+		StalePenaltyBits:             4.5,
+		AttestationABits:             1,
+		AttestationBPenaltyBits:      0.5,
+		AttestationCPenaltyBits:      7,
+		AttestationFailedPenaltyBits: 12,
+		SharedCap:                    50,
 	}
 }
 
@@ -80,6 +105,10 @@ type ModelError struct {
 }
 
 func (e *ModelError) Error() string { return "identity." + e.Setting + ": " + e.Problem }
+
+// maxSharedCap keeps the cap below what the index holds per identifier,
+// so that going over it can be seen.
+const maxSharedCap = 63
 
 // Validate reports the first setting that makes no sense.
 func (m Model) Validate() error {
@@ -100,7 +129,9 @@ func (m Model) Validate() error {
 	for _, f := range []struct {
 		name string
 		v    float64
-	}{{"recency_bits", m.RecencyBits}} {
+	}{{"recency_bits", m.RecencyBits}, {"stale_penalty_bits", m.StalePenaltyBits},
+		{"attestation_a_bits", m.AttestationABits}, {"attestation_b_penalty_bits", m.AttestationBPenaltyBits},
+		{"attestation_c_penalty_bits", m.AttestationCPenaltyBits}, {"attestation_failed_penalty_bits", m.AttestationFailedPenaltyBits}} {
 		if !(f.v >= 0) || math.IsInf(f.v, 0) {
 			return bad(f.name, "must not be negative")
 		}
@@ -111,15 +142,50 @@ func (m Model) Validate() error {
 	switch {
 	case m.RecencyWindow < 0:
 		return bad("recency_window", "must not be negative")
+	case m.StaleAfter < 0:
+		return bad("stale_after", "must not be negative (0 turns the guard off)")
 	case !(m.Reuse > 0 && m.Reuse < 1):
 		return bad("reuse_threshold", "must be above 0 and below 1")
 	case !(m.Confirm > 0 && m.Confirm < 1):
 		return bad("confirm_threshold", "must be above 0 and below 1")
 	case m.Reuse < m.Confirm:
 		return bad("reuse_threshold", fmt.Sprintf("must not be below confirm_threshold (%g)", m.Confirm))
+	case m.AttestationCPenaltyBits < m.AttestationBPenaltyBits:
+		return bad("attestation_c_penalty_bits", "must not be below attestation_b_penalty_bits: C vouches for less than B")
+	case m.AttestationFailedPenaltyBits < m.AttestationCPenaltyBits:
+		return bad("attestation_failed_penalty_bits", "must not be below attestation_c_penalty_bits: a failed verification vouches for nothing")
+	case m.SharedCap < 2 || m.SharedCap > maxSharedCap:
+		return bad("shared_cap", fmt.Sprintf("must be between 2 and %d", maxSharedCap))
 	}
 	return nil
 }
+
+// Attestation levels of a caller id (STIR/SHAKEN).
+const (
+	AttestationFull    = "A"
+	AttestationPartial = "B"
+	AttestationGateway = "C"
+	AttestationFailed  = "failed"
+)
+
+// attestationBits is what the caller id's attestation adds to its evidence.
+func (m Model) attestationBits(att string) (float64, string) {
+	switch att {
+	case AttestationFull:
+		return m.AttestationABits, "caller id attested A: the carrier knows the caller may use this number"
+	case AttestationPartial:
+		return -m.AttestationBPenaltyBits, "caller id attested B: the carrier knows the caller, not that the number is theirs"
+	case AttestationGateway:
+		return -m.AttestationCPenaltyBits, "caller id attested C: it came through a gateway and may be spoofed"
+	case AttestationFailed:
+		return -m.AttestationFailedPenaltyBits, "caller id failed STIR/SHAKEN verification: probably spoofed"
+	}
+	return 0, ""
+}
+
+// weakAttestation: a caller id the network could not vouch for, which
+// alone must not reuse a customer.
+func weakAttestation(att string) bool { return att == AttestationGateway || att == AttestationFailed }
 
 // posterior turns scores (log2 odds of each candidate against "someone
 // else") into each candidate's posterior probability, and the posterior
@@ -162,6 +228,7 @@ type candidate struct {
 	matched []bool  // per claim: the customer holds it
 	score   float64 // log2 odds that this customer is the caller rather than someone else
 	post    float64 // posterior among the candidates and someone else
+	strong  bool    // some evidence beyond a stale or unvouched caller id
 	sources []string
 }
 
@@ -176,10 +243,12 @@ type resolution struct {
 	candidates []string // every candidate, best first
 }
 
-// claimHolders is what the index says about each claim: how many
-// customers hold it.
+// claimHolders is what the index says about each claim: how many customers
+// hold it, and whether that is over the shared cap.
 type claimHolders struct {
-	n []int
+	n    []int
+	over []bool
+	seen []time.Time // the latest any live holder was seen with it
 }
 
 // resolve scores every customer the hints point at. It never writes. The
@@ -197,7 +266,7 @@ func (e *Engine) resolve(t *store.Txn, hs hintSet, now time.Time) (resolution, e
 			explicit = &c
 		}
 	}
-	h := claimHolders{n: make([]int, len(hs.claims))}
+	h := claimHolders{n: make([]int, len(hs.claims)), over: make([]bool, len(hs.claims))}
 	var order []*candidate
 	find := func(ref string) *candidate {
 		for _, c := range order {
@@ -208,11 +277,18 @@ func (e *Engine) resolve(t *store.Txn, hs hintSet, now time.Time) (resolution, e
 		return nil
 	}
 	for i, cl := range hs.claims {
+		if cl.ignore != "" {
+			continue
+		}
 		refs, err := t.Refs(cl.id.Kind, cl.id.Value)
 		if err != nil {
 			return resolution{}, err
 		}
 		h.n[i] = len(refs)
+		if len(refs) > m.SharedCap {
+			h.over[i] = true
+			continue
+		}
 		for _, ref := range refs {
 			c := find(ref)
 			if c == nil {
@@ -241,6 +317,18 @@ func (e *Engine) resolve(t *store.Txn, hs hintSet, now time.Time) (resolution, e
 		}
 		c.cust, c.ref = cust, cust.Ref
 		live = append(live, c)
+	}
+	// A number is stale when no holder was seen with it for long: one
+	// that a household still uses was not given to someone else.
+	h.seen = make([]time.Time, len(hs.claims))
+	for i, cl := range hs.claims {
+		for _, c := range live {
+			if c.matched[i] {
+				if at := seenAt(c.cust, cl.id); at.After(h.seen[i]) {
+					h.seen[i] = at
+				}
+			}
+		}
 	}
 	scores := make([]float64, len(live))
 	for i, c := range live {
@@ -299,7 +387,7 @@ func (e *Engine) resolve(t *store.Txn, hs hintSet, now time.Time) (resolution, e
 				fmt.Sprintf("%d other customer(s) match too, or someone else may be calling: this customer's share of the odds", others)})
 		}
 		switch {
-		case conf >= m.Reuse:
+		case conf >= m.Reuse && best.strong:
 			res.best = best
 			id.Confidence = round3(conf)
 			id.Sources = slices.Clone(best.sources)
@@ -307,8 +395,12 @@ func (e *Engine) resolve(t *store.Txn, hs hintSet, now time.Time) (resolution, e
 			res.unassigned = true
 			id.Confidence = round3(conf)
 			id.Sources = slices.Clone(best.sources)
+			why := "not sure enough which one"
+			if !best.strong && conf >= m.Reuse {
+				why = "a stale or unvouched caller id alone never reuses a customer"
+			}
 			id.Explanation = append(id.Explanation, Signal{"unassigned", 0,
-				fmt.Sprintf("%d known customer(s) may be calling (together %.0f%%), not sure enough which one: ask who it is; no new customer is created", len(live), 100*known)})
+				fmt.Sprintf("%d known customer(s) may be calling (together %.0f%%), %s: ask who it is; no new customer is created", len(live), 100*known, why)})
 		default:
 			id.Explanation = append(id.Explanation, Signal{"new_customer", 0,
 				"the customers these hints point at are probably not the caller; a new one was created"})
@@ -334,8 +426,8 @@ func (e *Engine) resolve(t *store.Txn, hs hintSet, now time.Time) (resolution, e
 	return res, nil
 }
 
-// score sets c's score (log2 odds against someone else) and sources; with
-// out set it also appends what each signal contributed.
+// score sets c's score (log2 odds against someone else), strength and
+// sources; with out set it also appends what each signal contributed.
 func (e *Engine) score(c *candidate, hs hintSet, h claimHolders, now time.Time, out *[]Signal) float64 {
 	m := e.opts.Model
 	add := func(src string, w float64, detail string) {
@@ -347,10 +439,14 @@ func (e *Engine) score(c *candidate, hs hintSet, h claimHolders, now time.Time, 
 	if s != 0 {
 		add("prior", s, "prior odds that a customer holding the evidence is the caller")
 	}
-	c.sources = c.sources[:0]
+	c.strong, c.sources = false, c.sources[:0]
 	for i, cl := range hs.claims {
 		name := kindName(cl.id.Kind)
 		switch {
+		case cl.ignore != "":
+			add(cl.source, 0, name+" is "+cl.ignore)
+		case h.over[i]:
+			add(cl.source, 0, fmt.Sprintf("%s is held by %d customers, more than the cap of %d: no longer evidence", name, h.n[i], m.SharedCap))
 		case c.matched[i]:
 			w := cl.ev.agree(h.n[i])
 			detail := name + " matches"
@@ -359,6 +455,22 @@ func (e *Engine) score(c *candidate, hs hintSet, h claimHolders, now time.Time, 
 			}
 			s += w
 			add(cl.source, w, detail)
+			strong := true
+			if cl.ani {
+				if b, why := m.attestationBits(hs.attestation); why != "" {
+					s += b
+					add("attestation:"+hs.attestation, b, why)
+					strong = !weakAttestation(hs.attestation)
+				}
+			}
+			if cl.id.Kind == KindPhone && m.StaleAfter > 0 {
+				if seen := h.seen[i]; !seen.IsZero() && now.Sub(seen) > m.StaleAfter {
+					s -= m.StalePenaltyBits
+					add("stale", -m.StalePenaltyBits, fmt.Sprintf("this number was last seen with a customer %d days ago: it may have been given to someone else", int(now.Sub(seen)/(24*time.Hour))))
+					strong = false
+				}
+			}
+			c.strong = c.strong || strong
 			if !slices.Contains(c.sources, cl.source) {
 				c.sources = append(c.sources, cl.source)
 			}
@@ -389,9 +501,9 @@ func (e *Engine) explain(c *candidate, hs hintSet, h claimHolders, now time.Time
 	if c == nil {
 		c = &candidate{matched: make([]bool, len(hs.claims))}
 	}
-	keep := c.score
+	keep := *c
 	e.score(c, hs, h, now, &out)
-	c.score = keep
+	c.score, c.strong = keep.score, keep.strong
 	return out
 }
 
@@ -416,6 +528,22 @@ func hasKind(c store.Customer, kind string) bool {
 		}
 	}
 	return false
+}
+
+// seenAt is when id was last confirmed on c: its Seen entry, else when it
+// was linked.
+func seenAt(c store.Customer, id store.Identifier) time.Time {
+	for _, s := range c.Seen {
+		if s.Kind == id.Kind && s.Value == id.Value {
+			return s.At
+		}
+	}
+	for _, o := range c.Identifiers {
+		if o.Kind == id.Kind && o.Value == id.Value {
+			return o.LinkedAt
+		}
+	}
+	return time.Time{}
 }
 
 func round3(f float64) float64 { return math.Round(f*1000) / 1000 }

@@ -3,6 +3,7 @@ package core_test
 import (
 	"errors"
 	"testing"
+	"time"
 
 	"github.com/sticky-cc/sticky/core"
 )
@@ -19,6 +20,10 @@ func TestBadModelSettingsAreNamed(t *testing.T) {
 		{func(m *core.Model) { m.Reuse, m.Confirm = 0.2, 0.3 }, "reuse_threshold"},
 		{func(m *core.Model) { m.Confirm = 0 }, "confirm_threshold"},
 		{func(m *core.Model) { m.PriorBits = 100 }, "prior_bits"},
+		{func(m *core.Model) { m.StalePenaltyBits = -3 }, "stale_penalty_bits"},
+		{func(m *core.Model) { m.StaleAfter = -time.Hour }, "stale_after"},
+		{func(m *core.Model) { m.AttestationFailedPenaltyBits = 1 }, "attestation_failed_penalty_bits"},
+		{func(m *core.Model) { m.SharedCap = 64 }, "shared_cap"},
 	} {
 		m := core.DefaultModel()
 		tc.set(&m)

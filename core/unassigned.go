@@ -31,13 +31,17 @@ func callIdentityOf(c store.Call) *store.CallIdentity {
 }
 
 // callIdentity is what a start keeps about identity with the call record:
-// the candidates of an unassigned call (nil otherwise, which keeps the
-// common record small).
+// the candidates of an unassigned call and the caller id's attestation
+// (nil when there is neither, which keeps the common record small).
 func (rs resolution) callIdentity(hs hintSet) *store.CallIdentity {
-	if !rs.unassigned {
+	if !rs.unassigned && hs.attestation == "" {
 		return nil
 	}
-	return &store.CallIdentity{Candidates: slices.Clone(rs.candidates)}
+	ci := &store.CallIdentity{Attestation: hs.attestation}
+	if rs.unassigned {
+		ci.Candidates = slices.Clone(rs.candidates)
+	}
+	return ci
 }
 
 // unassignedHeadline tells the agent that Sticky does not know who this is.
@@ -159,7 +163,7 @@ func (e *Engine) endUnassigned(t *store.Txn, p *endPlan, call store.Call, found 
 // unassigned call with that end kept, for an agent to identify.
 func (e *Engine) parkEnd(t *store.Txn, p *endPlan, rs resolution, now time.Time, out **EndResult, wrote *bool) error {
 	call := store.Call{ID: p.req.CallID, Channel: p.channel, StartedAt: p.req.StartedAt, DNIS: p.hints.dnis,
-		Identifiers: p.hints.identifiers(), Identity: &store.CallIdentity{Candidates: slices.Clone(rs.candidates)}}
+		Identifiers: p.hints.identifiers(), Identity: &store.CallIdentity{Candidates: slices.Clone(rs.candidates), Attestation: p.hints.attestation}}
 	return e.endUnassigned(t, p, call, false, now, out, wrote)
 }
 
@@ -167,12 +171,15 @@ func (e *Engine) parkEnd(t *store.Txn, p *endPlan, rs resolution, now time.Time,
 func (e *Engine) callHints(call store.Call) hintSet {
 	m := e.opts.Model
 	hs := hintSet{dnis: call.DNIS}
+	if call.Identity != nil {
+		hs.attestation = call.Identity.Attestation
+	}
 	ani := true // the first phone of a start is its caller id
 	for _, id := range call.Identifiers {
 		c := claim{id: id, source: "external_id", ev: m.ExternalID}
 		switch id.Kind {
 		case KindPhone:
-			c.ev = m.Phone
+			c.ev, c.ani = m.Phone, ani
 			if ani {
 				c.source = "ani:" + LineType(id.Value)
 			}

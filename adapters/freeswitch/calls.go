@@ -322,13 +322,23 @@ func (c *call) externalIDs() map[string]string {
 	return ext
 }
 
+// attestation is the caller id's STIR/SHAKEN attestation, if the
+// dialplan or FreeSWITCH said.
+func (c *call) attestation() string {
+	verstat := c.vars["sticky_verstat"]
+	if verstat == "" {
+		verstat = c.vars["sip_verstat"]
+	}
+	return core.Attestation(c.vars["sticky_attestation"], verstat)
+}
+
 // startResolve begins the one Start of this call, if there is anything to
 // resolve from. It does not wait.
 func (c *call) startResolve() bool {
 	if c.started {
 		return true
 	}
-	h := core.Hints{ANI: core.CallerANI(c.ani), DNIS: c.dnis, ExternalIDs: c.externalIDs()}
+	h := core.Hints{ANI: core.CallerANI(c.ani), DNIS: c.dnis, ExternalIDs: c.externalIDs(), Attestation: c.attestation()}
 	if h.ANI == "" && len(h.ExternalIDs) == 0 {
 		if core.IsExtension(c.ani) && !c.internal {
 			c.internal = true

@@ -191,6 +191,8 @@ func (c *Customer) encode(e *enc) {
 	for i := range c.Recent {
 		c.Recent[i].encode(e)
 	}
+	// Added later (identity.go): records written before it end here.
+	encodeSeen(e, c.Seen)
 }
 
 func (c *Customer) decode(d *dec) {
@@ -213,6 +215,9 @@ func (c *Customer) decode(d *dec) {
 		for i := range c.Recent {
 			c.Recent[i].decode(d)
 		}
+	}
+	if len(d.b) > 0 {
+		c.Seen = decodeSeen(d)
 	}
 }
 

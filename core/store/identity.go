@@ -2,20 +2,34 @@ package store
 
 import (
 	"encoding/binary"
+	"slices"
 	"time"
 )
 
 // This file holds what identity resolution keeps besides the identifier
-// index (issue 14): per call, whom it was popped to, which customers it
-// may be from, what agents decided and the ends waiting for a decision. It
-// rides at the end of the call record (Call.Identity), so the key layout
-// does not change and records written before it still decode.
+// index (issue 14): when each identifier was last seen on its customer,
+// and per call who it was popped to, which customers it may be, what the
+// agents decided and the ends waiting for that decision. Both ride at the
+// end of existing records (Customer.Seen, Call.Identity), so the key
+// layout does not change and records written before them still decode.
+
+// Seen says when an identifier was last confirmed on a customer (an end,
+// a merge or an agent's identify linked it). A number unseen for long may
+// have been given to someone else.
+type Seen struct {
+	Kind  string    `json:"kind"`
+	Value string    `json:"value"`
+	At    time.Time `json:"at"`
+}
 
 // CallIdentity is the identity state of one call.
 type CallIdentity struct {
 	// Candidates are the customers the call may be from while it is
 	// unassigned (Call.CustomerRef empty), best first.
 	Candidates []string `json:"candidates,omitempty"`
+	// Attestation is the STIR/SHAKEN level the caller id came with (A, B,
+	// C, failed) or empty.
+	Attestation string `json:"attestation,omitempty"`
 	// PoppedTo are the agents the call was popped to; only they may say
 	// who the caller is from their desktop.
 	PoppedTo []string `json:"popped_to,omitempty"`
@@ -42,9 +56,10 @@ type Decision struct {
 	Ref   string    `json:"customer_ref"`
 	Not   bool      `json:"not,omitempty"`
 	New   bool      `json:"new,omitempty"` // a customer created for the caller
-	// Unlinked are the identifiers a "not" took from Ref, so a later "it
-	// was X after all" restores them.
+	// Unlinked are the identifiers a "not" took from Ref (with when they
+	// were last seen there), so a later "it was X after all" restores them.
 	Unlinked []Identifier `json:"unlinked,omitempty"`
+	Seen     []Seen       `json:"seen,omitempty"`
 }
 
 // PendingEnd is an end kept until the call's customer is known.
@@ -54,9 +69,52 @@ type PendingEnd struct {
 	Merge       bool   `json:"merge,omitempty"`
 }
 
+// AddRefUnder links an identifier to ref unless it is already held by more
+// than limit customers (it then glues nobody else to them). It reports
+// whether ref holds the identifier afterwards.
+func (t *Txn) AddRefUnder(kind, value, ref string, limit int) (bool, error) {
+	refs, err := t.Refs(kind, value)
+	if err != nil {
+		return false, err
+	}
+	if slices.Contains(refs, ref) {
+		return true, nil
+	}
+	if len(refs) > limit {
+		return false, nil
+	}
+	refs = append(refs, ref)
+	if len(refs) > MaxRefsPerIdentifier {
+		refs = refs[len(refs)-MaxRefsPerIdentifier:]
+	}
+	rl := refList(refs)
+	return true, t.put(key(pIdentifier, kind, value), &rl)
+}
+
 // UnlinkCall removes the link between ref and one of its calls, when the
 // call moves to another customer (or from unassigned, ref "").
 func (t *Txn) UnlinkCall(ref, id string) error { return t.del(key(pCustCall, ref, id)) }
+
+func encodeSeen(e *enc, s []Seen) {
+	e.b = binary.AppendUvarint(e.b, uint64(len(s)))
+	for _, v := range s {
+		e.str(v.Kind)
+		e.str(v.Value)
+		e.time(v.At)
+	}
+}
+
+func decodeSeen(d *dec) []Seen {
+	n := d.count()
+	if n == 0 {
+		return nil
+	}
+	out := make([]Seen, n)
+	for i := range out {
+		out[i] = Seen{Kind: d.str(), Value: d.str(), At: d.time()}
+	}
+	return out
+}
 
 func encodeStrings(e *enc, s []string) {
 	l := refList(s)
@@ -74,6 +132,7 @@ func decodeStrings(d *dec) []string {
 
 func (ci *CallIdentity) encode(e *enc) {
 	encodeStrings(e, ci.Candidates)
+	e.str(ci.Attestation)
 	encodeStrings(e, ci.PoppedTo)
 	e.b = binary.AppendUvarint(e.b, uint64(len(ci.Decisions)))
 	for _, d := range ci.Decisions {
@@ -84,6 +143,7 @@ func (ci *CallIdentity) encode(e *enc) {
 		e.bool(d.Not)
 		e.bool(d.New)
 		encodeIDs(e, d.Unlinked)
+		encodeSeen(e, d.Seen)
 	}
 	e.b = binary.AppendUvarint(e.b, uint64(len(ci.Pending)))
 	for _, p := range ci.Pending {
@@ -95,6 +155,7 @@ func (ci *CallIdentity) encode(e *enc) {
 
 func (ci *CallIdentity) decode(d *dec) {
 	ci.Candidates = decodeStrings(d)
+	ci.Attestation = d.str()
 	ci.PoppedTo = decodeStrings(d)
 	if n := d.count(); n > 0 {
 		ci.Decisions = make([]Decision, n)
@@ -102,6 +163,7 @@ func (ci *CallIdentity) decode(d *dec) {
 			x := &ci.Decisions[i]
 			x.At, x.By, x.Agent, x.Ref, x.Not, x.New = d.time(), d.str(), d.str(), d.str(), d.bool(), d.bool()
 			x.Unlinked = decodeIDs(d)
+			x.Seen = decodeSeen(d)
 		}
 	}
 	if n := d.count(); n > 0 {

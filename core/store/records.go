@@ -68,6 +68,9 @@ type Customer struct {
 	// the whole context instead of two range scans.
 	Variables []Variable    `json:"variables"`
 	Recent    []Interaction `json:"recent"`
+	// Seen is when each identifier was last confirmed on the customer
+	// (identity.go; records written before it have none).
+	Seen []Seen `json:"seen,omitempty"`
 }
 
 // Variable is one named piece of context with its expiry.

@@ -80,17 +80,24 @@ type Agent struct {
 // Identity holds the identity match model's settings (core.Model; the
 // README's "How identity is decided" explains each and its default).
 type Identity struct {
-	PriorBits     float64       `yaml:"prior_bits" env:"STICKY_IDENTITY_PRIOR_BITS" flag:"identity-prior-bits" help:"prior log2 odds that a customer holding the evidence is the caller"`
-	PhoneM        float64       `yaml:"phone_m" env:"STICKY_IDENTITY_PHONE_M" flag:"identity-phone-m" help:"m: chance a returning caller calls from a number on file"`
-	PhoneU        float64       `yaml:"phone_u" env:"STICKY_IDENTITY_PHONE_U" flag:"identity-phone-u" help:"u: chance a call from a customer's number is someone else (per holder)"`
-	EmailM        float64       `yaml:"email_m" env:"STICKY_IDENTITY_EMAIL_M" flag:"identity-email-m" help:"m: chance a returning customer gives an email on file"`
-	EmailU        float64       `yaml:"email_u" env:"STICKY_IDENTITY_EMAIL_U" flag:"identity-email-u" help:"u: chance someone else gives a customer's email"`
-	ExternalIDM   float64       `yaml:"external_id_m" env:"STICKY_IDENTITY_EXTERNAL_ID_M" flag:"identity-external-id-m" help:"m: chance a returning customer gives an id (customer id, CRM id, account number) on file"`
-	ExternalIDU   float64       `yaml:"external_id_u" env:"STICKY_IDENTITY_EXTERNAL_ID_U" flag:"identity-external-id-u" help:"u: chance someone else gives a customer's id"`
-	RecencyBits   float64       `yaml:"recency_bits" env:"STICKY_IDENTITY_RECENCY_BITS" flag:"identity-recency-bits" help:"log2 odds a contact today adds (decays to 0 over recency_window)"`
-	RecencyWindow time.Duration `yaml:"recency_window" env:"STICKY_RECENCY_WINDOW" flag:"recency-window" help:"how long recent contact keeps adding confidence"`
-	Reuse         float64       `yaml:"reuse_threshold" env:"STICKY_IDENTITY_REUSE" flag:"identity-reuse" help:"posterior at which the best candidate is reused"`
-	Confirm       float64       `yaml:"confirm_threshold" env:"STICKY_IDENTITY_CONFIRM" flag:"identity-confirm" help:"combined posterior of the candidates at which the agent is asked instead of a new customer created"`
+	PriorBits                    float64       `yaml:"prior_bits" env:"STICKY_IDENTITY_PRIOR_BITS" flag:"identity-prior-bits" help:"prior log2 odds that a customer holding the evidence is the caller"`
+	PhoneM                       float64       `yaml:"phone_m" env:"STICKY_IDENTITY_PHONE_M" flag:"identity-phone-m" help:"m: chance a returning caller calls from a number on file"`
+	PhoneU                       float64       `yaml:"phone_u" env:"STICKY_IDENTITY_PHONE_U" flag:"identity-phone-u" help:"u: chance a call from a customer's number is someone else (per holder)"`
+	EmailM                       float64       `yaml:"email_m" env:"STICKY_IDENTITY_EMAIL_M" flag:"identity-email-m" help:"m: chance a returning customer gives an email on file"`
+	EmailU                       float64       `yaml:"email_u" env:"STICKY_IDENTITY_EMAIL_U" flag:"identity-email-u" help:"u: chance someone else gives a customer's email"`
+	ExternalIDM                  float64       `yaml:"external_id_m" env:"STICKY_IDENTITY_EXTERNAL_ID_M" flag:"identity-external-id-m" help:"m: chance a returning customer gives an id (customer id, CRM id, account number) on file"`
+	ExternalIDU                  float64       `yaml:"external_id_u" env:"STICKY_IDENTITY_EXTERNAL_ID_U" flag:"identity-external-id-u" help:"u: chance someone else gives a customer's id"`
+	RecencyBits                  float64       `yaml:"recency_bits" env:"STICKY_IDENTITY_RECENCY_BITS" flag:"identity-recency-bits" help:"log2 odds a contact today adds (decays to 0 over recency_window)"`
+	RecencyWindow                time.Duration `yaml:"recency_window" env:"STICKY_RECENCY_WINDOW" flag:"recency-window" help:"how long recent contact keeps adding confidence"`
+	Reuse                        float64       `yaml:"reuse_threshold" env:"STICKY_IDENTITY_REUSE" flag:"identity-reuse" help:"posterior at which the best candidate is reused"`
+	Confirm                      float64       `yaml:"confirm_threshold" env:"STICKY_IDENTITY_CONFIRM" flag:"identity-confirm" help:"combined posterior of the candidates at which the agent is asked instead of a new customer created"`
+	StaleAfter                   time.Duration `yaml:"stale_after" env:"STICKY_IDENTITY_STALE_AFTER" flag:"identity-stale-after" help:"a number unseen on its customer for longer may be reassigned (0: off)"`
+	StalePenaltyBits             float64       `yaml:"stale_penalty_bits" env:"STICKY_IDENTITY_STALE_PENALTY_BITS" flag:"identity-stale-penalty-bits" help:"log2 odds a stale number loses"`
+	AttestationABits             float64       `yaml:"attestation_a_bits" env:"STICKY_IDENTITY_ATTESTATION_A_BITS" flag:"identity-attestation-a-bits" help:"log2 odds a STIR/SHAKEN A attestation adds to the caller id"`
+	AttestationBPenaltyBits      float64       `yaml:"attestation_b_penalty_bits" env:"STICKY_IDENTITY_ATTESTATION_B_PENALTY_BITS" flag:"identity-attestation-b-penalty-bits" help:"log2 odds a B attestation takes from the caller id"`
+	AttestationCPenaltyBits      float64       `yaml:"attestation_c_penalty_bits" env:"STICKY_IDENTITY_ATTESTATION_C_PENALTY_BITS" flag:"identity-attestation-c-penalty-bits" help:"log2 odds a C attestation takes from the caller id"`
+	AttestationFailedPenaltyBits float64       `yaml:"attestation_failed_penalty_bits" env:"STICKY_IDENTITY_ATTESTATION_FAILED_PENALTY_BITS" flag:"identity-attestation-failed-penalty-bits" help:"log2 odds a failed verification takes from the caller id"`
+	SharedCap                    int           `yaml:"shared_cap" env:"STICKY_IDENTITY_SHARED_CAP" flag:"identity-shared-cap" help:"an identifier held by more customers is no evidence and links nobody else"`
 }
 
 // IdentityOf is the settings of a model.
@@ -98,7 +105,10 @@ func IdentityOf(m core.Model) Identity {
 	return Identity{
 		PriorBits: m.PriorBits, PhoneM: m.Phone.M, PhoneU: m.Phone.U, EmailM: m.Email.M, EmailU: m.Email.U,
 		ExternalIDM: m.ExternalID.M, ExternalIDU: m.ExternalID.U, RecencyBits: m.RecencyBits, RecencyWindow: m.RecencyWindow,
-		Reuse: m.Reuse, Confirm: m.Confirm,
+		Reuse: m.Reuse, Confirm: m.Confirm, StaleAfter: m.StaleAfter, StalePenaltyBits: m.StalePenaltyBits,
+		AttestationABits: m.AttestationABits, AttestationBPenaltyBits: m.AttestationBPenaltyBits,
+		AttestationCPenaltyBits: m.AttestationCPenaltyBits, AttestationFailedPenaltyBits: m.AttestationFailedPenaltyBits,
+		SharedCap: m.SharedCap,
 	}
 }
 
@@ -107,7 +117,10 @@ func (i Identity) Model() core.Model {
 	return core.Model{
 		PriorBits: i.PriorBits, Phone: core.Evidence{M: i.PhoneM, U: i.PhoneU}, Email: core.Evidence{M: i.EmailM, U: i.EmailU},
 		ExternalID: core.Evidence{M: i.ExternalIDM, U: i.ExternalIDU}, RecencyBits: i.RecencyBits, RecencyWindow: i.RecencyWindow,
-		Reuse: i.Reuse, Confirm: i.Confirm,
+		Reuse: i.Reuse, Confirm: i.Confirm, StaleAfter: i.StaleAfter, StalePenaltyBits: i.StalePenaltyBits,
+		AttestationABits: i.AttestationABits, AttestationBPenaltyBits: i.AttestationBPenaltyBits,
+		AttestationCPenaltyBits: i.AttestationCPenaltyBits, AttestationFailedPenaltyBits: i.AttestationFailedPenaltyBits,
+		SharedCap: i.SharedCap,
 	}
 }
 
@@ -295,6 +308,12 @@ func setValue(v reflect.Value, s, setting string) error {
 			return &Error{setting, fmt.Sprintf("%q is not a duration such as 300ms, 15s or 720h", s)}
 		}
 		v.SetInt(int64(d))
+	case int:
+		n, err := strconv.Atoi(s)
+		if err != nil {
+			return &Error{setting, fmt.Sprintf("%q is not a whole number", s)}
+		}
+		v.SetInt(int64(n))
 	case float64:
 		f, err := strconv.ParseFloat(s, 64)
 		if err != nil {

@@ -61,6 +61,8 @@ func TestBadSettingsNameTheSetting(t *testing.T) {
 		{nil, map[string]string{"STICKY_IDENTITY_EMAIL_U": "-0.1"}, "STICKY_IDENTITY_EMAIL_U"},
 		{nil, map[string]string{"STICKY_IDENTITY_RECENCY_BITS": "-1"}, "STICKY_IDENTITY_RECENCY_BITS"},
 		{nil, map[string]string{"STICKY_IDENTITY_CONFIRM": "0.95"}, "STICKY_IDENTITY_REUSE"}, // reuse (0.9) below confirm
+		{nil, map[string]string{"STICKY_IDENTITY_SHARED_CAP": "500"}, "STICKY_IDENTITY_SHARED_CAP"},
+		{nil, map[string]string{"STICKY_IDENTITY_SHARED_CAP": "many"}, "STICKY_IDENTITY_SHARED_CAP"},
 		{nil, map[string]string{"STICKY_MIN_FREE_MIB": "-1"}, "STICKY_MIN_FREE_MIB"},
 		{nil, map[string]string{"STICKY_TICKET_PATTERN": "[TKT-("}, "STICKY_TICKET_PATTERN"},
 		{[]string{"-log-format", "xml"}, nil, "log_format"},
