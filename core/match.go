@@ -188,8 +188,8 @@ func (m Model) attestationBits(att string) (float64, string) {
 func weakAttestation(att string) bool { return att == AttestationGateway || att == AttestationFailed }
 
 // posterior turns scores (log2 odds of each candidate against "someone
-// else") into each candidate's posterior probability, and the posterior
-// that the caller is one of them.
+// else") into each candidate's posterior probability, in place, and the
+// posterior that the caller is one of them.
 func posterior(scores []float64) (each []float64, known float64) {
 	top := math.Inf(-1)
 	for _, s := range scores {
@@ -201,7 +201,7 @@ func posterior(scores []float64) (each []float64, known float64) {
 	// Normalise against the largest score so 2^s cannot overflow; "someone
 	// else" weighs 2^0 before the shift.
 	sum := math.Exp2(-top)
-	each = make([]float64, len(scores))
+	each = scores // overwritten in place
 	for i, s := range scores {
 		each[i] = math.Exp2(s - top)
 		sum += each[i]
@@ -243,12 +243,12 @@ type resolution struct {
 	candidates []string // every candidate, best first
 }
 
-// claimHolders is what the index says about each claim: how many customers
+// claimHolder is what the index says about one claim: how many customers
 // hold it, and whether that is over the shared cap.
-type claimHolders struct {
-	n    []int
-	over []bool
-	seen []time.Time // the latest any live holder was seen with it
+type claimHolder struct {
+	n    int
+	over bool
+	seen time.Time // the latest any live holder was seen with it
 }
 
 // resolve scores every customer the hints point at. It never writes. The
@@ -266,7 +266,7 @@ func (e *Engine) resolve(t *store.Txn, hs hintSet, now time.Time) (resolution, e
 			explicit = &c
 		}
 	}
-	h := claimHolders{n: make([]int, len(hs.claims)), over: make([]bool, len(hs.claims))}
+	h := make([]claimHolder, len(hs.claims))
 	var order []*candidate
 	find := func(ref string) *candidate {
 		for _, c := range order {
@@ -284,9 +284,9 @@ func (e *Engine) resolve(t *store.Txn, hs hintSet, now time.Time) (resolution, e
 		if err != nil {
 			return resolution{}, err
 		}
-		h.n[i] = len(refs)
+		h[i].n = len(refs)
 		if len(refs) > m.SharedCap {
-			h.over[i] = true
+			h[i].over = true
 			continue
 		}
 		for _, ref := range refs {
@@ -320,12 +320,11 @@ func (e *Engine) resolve(t *store.Txn, hs hintSet, now time.Time) (resolution, e
 	}
 	// A number is stale when no holder was seen with it for long: one
 	// that a household still uses was not given to someone else.
-	h.seen = make([]time.Time, len(hs.claims))
 	for i, cl := range hs.claims {
 		for _, c := range live {
 			if c.matched[i] {
-				if at := seenAt(c.cust, cl.id); at.After(h.seen[i]) {
-					h.seen[i] = at
+				if at := seenAt(c.cust, cl.id); at.After(h[i].seen) {
+					h[i].seen = at
 				}
 			}
 		}
@@ -334,7 +333,7 @@ func (e *Engine) resolve(t *store.Txn, hs hintSet, now time.Time) (resolution, e
 	for i, c := range live {
 		scores[i] = e.score(c, hs, h, now, nil)
 	}
-	posts, known := posterior(scores)
+	posts, known := posterior(scores) // in place: scores are not needed after
 	for i, c := range live {
 		c.post = posts[i]
 	}
@@ -354,9 +353,6 @@ func (e *Engine) resolve(t *store.Txn, hs hintSet, now time.Time) (resolution, e
 	var res resolution
 	id := &res.identity
 	id.Sources, id.Explanation, id.Candidates = []string{}, []Signal{}, []Candidate{}
-	for _, c := range live {
-		res.candidates = append(res.candidates, c.ref)
-	}
 	var best *candidate
 	if len(live) > 0 {
 		best = live[0]
@@ -414,6 +410,11 @@ func (e *Engine) resolve(t *store.Txn, hs hintSet, now time.Time) (resolution, e
 		}
 		id.Candidates = append(id.Candidates, Candidate{CustomerRef: c.ref, Score: round3(c.post), Sources: c.sources})
 	}
+	if res.best == nil { // kept with an unassigned or parked call
+		for _, c := range live {
+			res.candidates = append(res.candidates, c.ref)
+		}
+	}
 	id.Level = Level(id.Confidence)
 	switch {
 	case res.best != nil:
@@ -428,7 +429,7 @@ func (e *Engine) resolve(t *store.Txn, hs hintSet, now time.Time) (resolution, e
 
 // score sets c's score (log2 odds against someone else), strength and
 // sources; with out set it also appends what each signal contributed.
-func (e *Engine) score(c *candidate, hs hintSet, h claimHolders, now time.Time, out *[]Signal) float64 {
+func (e *Engine) score(c *candidate, hs hintSet, h []claimHolder, now time.Time, out *[]Signal) float64 {
 	m := e.opts.Model
 	add := func(src string, w float64, detail string) {
 		if out != nil {
@@ -445,13 +446,13 @@ func (e *Engine) score(c *candidate, hs hintSet, h claimHolders, now time.Time, 
 		switch {
 		case cl.ignore != "":
 			add(cl.source, 0, name+" is "+cl.ignore)
-		case h.over[i]:
-			add(cl.source, 0, fmt.Sprintf("%s is held by %d customers, more than the cap of %d: no longer evidence", name, h.n[i], m.SharedCap))
+		case h[i].over:
+			add(cl.source, 0, fmt.Sprintf("%s is held by %d customers, more than the cap of %d: no longer evidence", name, h[i].n, m.SharedCap))
 		case c.matched[i]:
-			w := cl.ev.agree(h.n[i])
+			w := cl.ev.agree(h[i].n)
 			detail := name + " matches"
-			if h.n[i] > 1 {
-				detail += fmt.Sprintf(" (held by %d customers: %.1f bits less than a personal one)", h.n[i], math.Log2(float64(h.n[i])))
+			if h[i].n > 1 {
+				detail += fmt.Sprintf(" (held by %d customers: %.1f bits less than a personal one)", h[i].n, math.Log2(float64(h[i].n)))
 			}
 			s += w
 			add(cl.source, w, detail)
@@ -464,7 +465,7 @@ func (e *Engine) score(c *candidate, hs hintSet, h claimHolders, now time.Time, 
 				}
 			}
 			if cl.id.Kind == KindPhone && m.StaleAfter > 0 {
-				if seen := h.seen[i]; !seen.IsZero() && now.Sub(seen) > m.StaleAfter {
+				if seen := h[i].seen; !seen.IsZero() && now.Sub(seen) > m.StaleAfter {
 					s -= m.StalePenaltyBits
 					add("stale", -m.StalePenaltyBits, fmt.Sprintf("this number was last seen with a customer %d days ago: it may have been given to someone else", int(now.Sub(seen)/(24*time.Hour))))
 					strong = false
@@ -478,7 +479,7 @@ func (e *Engine) score(c *candidate, hs hintSet, h claimHolders, now time.Time, 
 			w := cl.ev.disagree()
 			s += w
 			add(cl.source, w, "the customer has a different "+name+" on file")
-		case h.n[i] > 0:
+		case h[i].n > 0:
 			add(cl.source, 0, name+" belongs to another customer")
 		default:
 			add(cl.source, 0, "no customer has this "+name+" yet")
@@ -496,7 +497,7 @@ func (e *Engine) score(c *candidate, hs hintSet, h claimHolders, now time.Time, 
 
 // explain is the signals of c (nil: of no candidate, just what each hint
 // found).
-func (e *Engine) explain(c *candidate, hs hintSet, h claimHolders, now time.Time) []Signal {
+func (e *Engine) explain(c *candidate, hs hintSet, h []claimHolder, now time.Time) []Signal {
 	out := []Signal{}
 	if c == nil {
 		c = &candidate{matched: make([]bool, len(hs.claims))}
