@@ -4,8 +4,6 @@
 package adapters
 
 import (
-	"crypto/sha256"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -68,9 +66,12 @@ const (
 	ZendeskPath = "/v1/adapters/zendesk"
 )
 
+// Scope is what an API key needs to post to the adapters.
+const Scope = api.ScopeIngest
+
 // Mount registers POST /v1/adapters/chat, /v1/adapters/email and
 // /v1/adapters/zendesk on srv. They authenticate themselves (an API key
-// or a signature), so they are registered as public routes.
+// with Scope, or a signature), so they are registered as public routes.
 func Mount(srv *api.Server, opts Options) error {
 	if srv == nil || opts.Calls == nil {
 		return errors.New("adapters: a server and Options.Calls are required")
@@ -79,9 +80,9 @@ func Mount(srv *api.Server, opts Options) error {
 	if err != nil {
 		return err
 	}
-	srv.HandlePublic("POST "+ChatPath, h.route("chat", h.chat))
-	srv.HandlePublic("POST "+EmailPath, h.route("email", h.email))
-	srv.HandlePublic("POST "+ZendeskPath, h.route("zendesk", h.zendesk))
+	srv.HandlePublic("POST "+ChatPath, h.route("chat", h.chat), Scope)
+	srv.HandlePublic("POST "+EmailPath, h.route("email", h.email), Scope)
+	srv.HandlePublic("POST "+ZendeskPath, h.route("zendesk", h.zendesk), Scope)
 	return nil
 }
 
@@ -172,7 +173,7 @@ type decodeFunc func(w http.ResponseWriter, r *http.Request, read func(limit int
 
 func (h *handler) route(name string, decode decodeFunc) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		principal, scheme, ok := h.authenticate(w, r, name)
+		r, principal, scheme, ok := h.authenticate(w, r, name)
 		if !ok {
 			return
 		}
@@ -218,32 +219,41 @@ func (h *handler) route(name string, decode decodeFunc) http.Handler {
 	})
 }
 
-// authenticate accepts a valid API key or a fresh signature (verified
-// against the body later). With no API keys and no secrets configured the
-// API is open (loopback only, as the rest of the API); configuring a secret
-// closes that, since it means the endpoints face senders on the network.
-func (h *handler) authenticate(w http.ResponseWriter, r *http.Request, route string) (string, webhook.Scheme, bool) {
-	if h.srv.Authenticated() && r.Header.Get("Authorization") != "" && h.srv.Authorize(r) {
-		sum := sha256.Sum256([]byte(r.Header.Get("Authorization")))
-		return "key:" + hex.EncodeToString(sum[:8]), webhook.None, true
+// authenticate accepts an API key holding Scope (r then carries the key's
+// name, api.KeyName) or a fresh signature (verified against the body
+// later). A known key without Scope is 403, whatever else the request
+// carries. With no API keys and no secrets configured the API is open
+// (loopback only, as the rest of the API); configuring a secret closes
+// that, since it means the endpoints face senders on the network.
+func (h *handler) authenticate(w http.ResponseWriter, r *http.Request, route string) (*http.Request, string, webhook.Scheme, bool) {
+	if h.srv.Authenticated() && r.Header.Get("Authorization") != "" {
+		kr, err := h.srv.Authorize(r, Scope)
+		var se *api.ScopeError
+		if errors.As(err, &se) {
+			api.Deny(w, err)
+			return r, "", webhook.None, false
+		}
+		if err == nil {
+			return kr, "key:" + api.KeyName(kr.Context()), webhook.None, true
+		}
 	}
 	scheme := webhook.Detect(r.Header)
 	if scheme == webhook.Zendesk && route != "zendesk" {
 		h.refuse(w, "Zendesk signatures are accepted on "+ZendeskPath+" only")
-		return "", scheme, false
+		return r, "", scheme, false
 	}
 	if scheme != webhook.None {
 		if err := h.verify.Fresh(r.Header); err != nil {
 			h.refuse(w, err.Error())
-			return "", scheme, false
+			return r, "", scheme, false
 		}
-		return fmt.Sprint("sig:", int(scheme)), scheme, true
+		return r, fmt.Sprint("sig:", int(scheme)), scheme, true
 	}
 	if !h.srv.Authenticated() && len(h.opts.Secret) == 0 && len(h.opts.ZendeskSecret) == 0 {
-		return "open", webhook.None, true
+		return r, "open", webhook.None, true
 	}
 	h.refuse(w, "missing or unknown API key: send Authorization: Bearer <key>, or sign the body (X-Sticky-Timestamp, X-Sticky-Signature)")
-	return "", scheme, false
+	return r, "", scheme, false
 }
 
 func (h *handler) refuse(w http.ResponseWriter, msg string) {

@@ -17,6 +17,7 @@ import (
 	"github.com/sticky-cc/sticky/adapters/webhook"
 	"github.com/sticky-cc/sticky/core"
 	"github.com/sticky-cc/sticky/core/api"
+	"github.com/sticky-cc/sticky/core/api/apitest"
 	"github.com/sticky-cc/sticky/core/store"
 	"github.com/sticky-cc/sticky/core/store/storetest"
 )
@@ -74,7 +75,12 @@ func newEnv(t *testing.T, c config) *env {
 	if err := adapters.Mount(srv, opts); err != nil {
 		t.Fatal(err)
 	}
-	hs := httptest.NewServer(srv)
+	keys := map[string][]api.Scope{}
+	for _, k := range c.keys {
+		keys[k] = nil
+	}
+	doc := apitest.Options{Keys: keys, Open: len(keys) == 0, SignedWebhooks: len(opts.Secret) > 0 || len(opts.ZendeskSecret) > 0}
+	hs := httptest.NewServer(apitest.Handler(t, srv, doc))
 	t.Cleanup(hs.Close)
 	return &env{t: t, url: hs.URL, clk: clk, db: db, engine: e, srv: srv}
 }

@@ -102,20 +102,35 @@ func (e *Engine) DeleteCustomer(ctx context.Context, ref string) error {
 	if err := checkRef(ref); err != nil {
 		return err
 	}
+	erased := e.erasureRecord(ctx) // access log (issue 15)
+	if e.rep != nil {
+		_, err := e.replicate(ctx, &command{Op: opErase, Customer: ref, Access: erased})
+		return err
+	}
 	err := e.db.Update(func(t *store.Txn) error {
-		c, ok, err := t.Customer(ref)
-		if err != nil {
+		if err := e.eraseAccess(t, ref, erased); err != nil { // access log (issue 15)
 			return err
 		}
-		if !ok {
-			return notFound("no customer " + quoteID(ref))
-		}
-		return e.erase(t, c)
+		return e.applyErase(t, ref)
 	})
 	if err == nil {
 		err = e.db.Sync()
 	}
+	if err == nil {
+		e.scrubSoon()
+	}
 	return storeErr(err)
+}
+
+func (e *Engine) applyErase(t *store.Txn, ref string) error {
+	c, ok, err := t.Customer(ref)
+	if err != nil {
+		return err
+	}
+	if !ok {
+		return notFound("no customer " + quoteID(ref))
+	}
+	return e.erase(t, c)
 }
 
 func (e *Engine) erase(t *store.Txn, c store.Customer) error {
@@ -149,105 +164,19 @@ func (e *Engine) Merge(ctx context.Context, into, from string) (*Profile, error)
 	if err := checkRef(from); err != nil {
 		return nil, err
 	}
+	if e.rep != nil {
+		out, err := e.replicate(ctx, &command{Op: opMerge, Customer: into, From: from})
+		if err != nil {
+			return nil, err
+		}
+		into = out.(string)
+		e.RecordAccess(ctx, Access{CustomerRef: into, Kind: AccessMerge}) // access log (issue 15)
+		return e.Customer(ctx, into, 0)
+	}
 	err := e.db.Update(func(t *store.Txn) error {
-		dst, ok, err := t.Customer(into)
-		if err != nil {
-			return err
-		}
-		if !ok {
-			return notFound("no customer " + quoteID(into))
-		}
-		src, ok, err := t.Customer(from)
-		if err != nil {
-			return err
-		}
-		if !ok {
-			return notFound("no customer " + quoteID(from))
-		}
-		if src.Ref == dst.Ref {
-			return invalid("invalid request", Issue{Path: []any{"from"}, Message: "is already the same customer"})
-		}
-		now := e.now()
-		// identifiers
-		for _, id := range src.Identifiers {
-			if err := t.RemoveRef(id.Kind, id.Value, src.Ref); err != nil {
-				return err
-			}
-		}
-		if err := e.link(t, &dst, src.Identifiers, now, "merge"); err != nil {
-			return err
-		}
-		// variables: the newer value wins
-		for _, sv := range src.Variables {
-			i := slices.IndexFunc(dst.Variables, func(d store.Variable) bool { return d.Name == sv.Name })
-			if i < 0 || sv.SetAt.After(dst.Variables[i].SetAt) {
-				setVariable(&dst, sv)
-			}
-		}
-		// intents: the same intent counts attempts from both
-		for _, si := range src.Intents {
-			i := slices.IndexFunc(dst.Intents, func(d store.Intent) bool { return d.Name == si.Name })
-			if i < 0 {
-				dst.Intents = append(dst.Intents, si)
-				continue
-			}
-			di := &dst.Intents[i]
-			if e.intentLive(*di, now) && e.intentLive(si, now) {
-				di.AttemptCount += si.AttemptCount
-				di.FirstRaisedAt = minTime(di.FirstRaisedAt, si.FirstRaisedAt)
-			} else if si.LastContactAt.After(di.LastContactAt) {
-				*di = si
-			}
-			if si.LastContactAt.After(di.LastContactAt) {
-				di.LastContactAt, di.Status = si.LastContactAt, si.Status
-			}
-		}
-		// history and calls
-		hist, err := t.History(src.Ref, 0)
-		if err != nil {
-			return err
-		}
-		for _, h := range hist {
-			if err := t.PutInteraction(dst.Ref, h); err != nil {
-				return err
-			}
-			addRecent(&dst, h, e.opts.HistoryLimit)
-		}
-		calls, err := t.CallIDs(src.Ref)
-		if err != nil {
-			return err
-		}
-		for _, id := range calls {
-			c, ok, err := t.Call(id)
-			if err != nil {
-				return err
-			}
-			if err := t.DeleteCall(src.Ref, id); err != nil {
-				return err
-			}
-			if ok {
-				c.CustomerRef = dst.Ref
-				if err := t.PutCall(c); err != nil {
-					return err
-				}
-			}
-		}
-		if src.LastContactAt.After(dst.LastContactAt) {
-			dst.LastContactAt, dst.LastChannel = src.LastContactAt, src.LastChannel
-		}
-		dst.CreatedAt = minTime(dst.CreatedAt, src.CreatedAt)
-		dst.UpdatedAt = now
-		if err := t.DeleteCustomer(src.Ref); err != nil {
-			return err
-		}
-		if err := t.RetargetAliases(src.Ref, dst.Ref); err != nil {
-			return err
-		}
-		if err := t.PutAlias(src.Ref, dst.Ref); err != nil {
-			return err
-		}
-		into = dst.Ref
-		return t.PutCustomer(dst)
+		var err error
+		into, err = e.applyMerge(t, into, from, e.now())
+		return err
 	})
 	if err == nil {
 		err = e.db.Sync()
@@ -255,7 +184,111 @@ func (e *Engine) Merge(ctx context.Context, into, from string) (*Profile, error)
 	if err != nil {
 		return nil, storeErr(err)
 	}
+	e.RecordAccess(ctx, Access{CustomerRef: into, Kind: AccessMerge}) // access log (issue 15)
 	return e.Customer(ctx, into, 0)
+}
+
+// applyMerge folds from into into, as of now, and returns into's ref.
+func (e *Engine) applyMerge(t *store.Txn, into, from string, now time.Time) (string, error) {
+	dst, ok, err := t.Customer(into)
+	if err != nil {
+		return "", err
+	}
+	if !ok {
+		return "", notFound("no customer " + quoteID(into))
+	}
+	src, ok, err := t.Customer(from)
+	if err != nil {
+		return "", err
+	}
+	if !ok {
+		return "", notFound("no customer " + quoteID(from))
+	}
+	if src.Ref == dst.Ref {
+		return "", invalid("invalid request", Issue{Path: []any{"from"}, Message: "is already the same customer"})
+	}
+	// identifiers
+	for _, id := range src.Identifiers {
+		if err := t.RemoveRef(id.Kind, id.Value, src.Ref); err != nil {
+			return "", err
+		}
+	}
+	if err := e.link(t, &dst, src.Identifiers, now, "merge"); err != nil {
+		return "", err
+	}
+	// variables: the newer value wins
+	for _, sv := range src.Variables {
+		i := slices.IndexFunc(dst.Variables, func(d store.Variable) bool { return d.Name == sv.Name })
+		if i < 0 || sv.SetAt.After(dst.Variables[i].SetAt) {
+			setVariable(&dst, sv)
+		}
+	}
+	// intents: the same intent counts attempts from both
+	for _, si := range src.Intents {
+		i := slices.IndexFunc(dst.Intents, func(d store.Intent) bool { return d.Name == si.Name })
+		if i < 0 {
+			dst.Intents = append(dst.Intents, si)
+			continue
+		}
+		di := &dst.Intents[i]
+		if e.intentLive(*di, now) && e.intentLive(si, now) {
+			di.AttemptCount += si.AttemptCount
+			di.FirstRaisedAt = minTime(di.FirstRaisedAt, si.FirstRaisedAt)
+		} else if si.LastContactAt.After(di.LastContactAt) {
+			*di = si
+		}
+		if si.LastContactAt.After(di.LastContactAt) {
+			di.LastContactAt, di.Status = si.LastContactAt, si.Status
+		}
+	}
+	// history and calls
+	hist, err := t.History(src.Ref, 0)
+	if err != nil {
+		return "", err
+	}
+	for _, h := range hist {
+		if err := t.PutInteraction(dst.Ref, h); err != nil {
+			return "", err
+		}
+		addRecent(&dst, h, e.opts.HistoryLimit)
+	}
+	calls, err := t.CallIDs(src.Ref)
+	if err != nil {
+		return "", err
+	}
+	for _, id := range calls {
+		c, ok, err := t.Call(id)
+		if err != nil {
+			return "", err
+		}
+		if err := t.DeleteCall(src.Ref, id); err != nil {
+			return "", err
+		}
+		if ok {
+			c.CustomerRef = dst.Ref
+			if err := t.PutCall(c); err != nil {
+				return "", err
+			}
+		}
+	}
+	if src.LastContactAt.After(dst.LastContactAt) {
+		dst.LastContactAt, dst.LastChannel = src.LastContactAt, src.LastChannel
+	}
+	dst.CreatedAt = minTime(dst.CreatedAt, src.CreatedAt)
+	dst.UpdatedAt = now
+	if err := t.DeleteCustomer(src.Ref); err != nil {
+		return "", err
+	}
+	if err := t.RetargetAliases(src.Ref, dst.Ref); err != nil {
+		return "", err
+	}
+	if err := t.PutAlias(src.Ref, dst.Ref); err != nil {
+		return "", err
+	}
+	if err := t.MoveAccess(src.Ref, dst.Ref); err != nil { // access log (issue 15)
+		return "", err
+	}
+	return dst.Ref, t.PutCustomer(dst)
 }
 
 func minTime(a, b time.Time) time.Time {
@@ -277,29 +310,41 @@ func (e *Engine) Unlink(ctx context.Context, ref, kind, value string) error {
 	if err := is.err(); err != nil {
 		return err
 	}
-	err := e.db.Update(func(t *store.Txn) error {
-		c, ok, err := t.Customer(ref)
-		if err != nil {
-			return err
+	if e.rep != nil {
+		_, err := e.replicate(ctx, &command{Op: opUnlink, Customer: ref, Kind: kind, Value: value})
+		if err == nil {
+			e.RecordAccess(ctx, Access{CustomerRef: ref, Kind: AccessUnlink}) // access log (issue 15)
 		}
-		if !ok {
-			return notFound("no customer " + quoteID(ref))
-		}
-		i := slices.IndexFunc(c.Identifiers, func(o store.Identifier) bool { return o.Kind == id.Kind && o.Value == id.Value })
-		if i < 0 {
-			return notFound("customer " + quoteID(ref) + " has no such " + kindName(id.Kind))
-		}
-		c.Identifiers = slices.Delete(c.Identifiers, i, i+1)
-		c.UpdatedAt = e.now()
-		if err := t.RemoveRef(id.Kind, id.Value, c.Ref); err != nil {
-			return err
-		}
-		return t.PutCustomer(c)
-	})
+		return err
+	}
+	err := e.db.Update(func(t *store.Txn) error { return e.applyUnlink(t, ref, id, e.now()) })
 	if err == nil {
 		err = e.db.Sync()
 	}
+	if err == nil {
+		e.RecordAccess(ctx, Access{CustomerRef: ref, Kind: AccessUnlink}) // access log (issue 15)
+	}
 	return storeErr(err)
+}
+
+func (e *Engine) applyUnlink(t *store.Txn, ref string, id store.Identifier, now time.Time) error {
+	c, ok, err := t.Customer(ref)
+	if err != nil {
+		return err
+	}
+	if !ok {
+		return notFound("no customer " + quoteID(ref))
+	}
+	i := slices.IndexFunc(c.Identifiers, func(o store.Identifier) bool { return o.Kind == id.Kind && o.Value == id.Value })
+	if i < 0 {
+		return notFound("customer " + quoteID(ref) + " has no such " + kindName(id.Kind))
+	}
+	c.Identifiers = slices.Delete(c.Identifiers, i, i+1)
+	c.UpdatedAt = now
+	if err := t.RemoveRef(id.Kind, id.Value, c.Ref); err != nil {
+		return err
+	}
+	return t.PutCustomer(c)
 }
 
 func (e *Engine) identifierOf(is *issues, kind, value string) store.Identifier {

@@ -32,7 +32,15 @@ type endPlan struct {
 	status  string
 	ttl     time.Duration
 	fp      string
-	now     time.Time // set when a kept end is saved later (identify.go); zero: the clock
+	// now and newRef are the clock and the customer ref the end uses.
+	now    time.Time
+	newRef func() string
+}
+
+// endOutcome is an applied end's result with the channel it was decided on.
+type endOutcome struct {
+	res     *EndResult
+	channel string
 }
 
 func (e *Engine) checkEnd(req EndRequest) (endPlan, error) {
@@ -115,6 +123,7 @@ func validUTF8(s string) bool { return strings.ToValidUTF8(s, "") == s }
 // returns the same result; with a different one it is a conflict (unless
 // req.Merge, which adds to the ended interaction).
 func (e *Engine) End(ctx context.Context, req EndRequest) (res *EndResult, err error) {
+	e.redactEnd(&req) // redaction.go: before anything is checked, fingerprinted, stored or popped
 	began := time.Now()
 	var p endPlan
 	if o := e.opts.Observer; o != nil {
@@ -127,7 +136,17 @@ func (e *Engine) End(ctx context.Context, req EndRequest) (res *EndResult, err e
 	if err := ctx.Err(); err != nil {
 		return nil, &Error{Code: CodeUnavailable, Message: "request cancelled"}
 	}
+	if e.rep != nil {
+		out, err := e.replicate(ctx, &command{Op: opEnd, End: &req, Merge: req.Merge})
+		if err != nil {
+			return nil, err
+		}
+		o := out.(*endOutcome)
+		p.channel = o.channel
+		return o.res, nil
+	}
 	wrote := false
+	p.now, p.newRef = e.now(), e.opts.NewRef
 	err = e.db.Update(func(t *store.Txn) error {
 		res, wrote = nil, false
 		return e.end(t, &p, &res, &wrote)
@@ -144,9 +163,6 @@ func (e *Engine) End(ctx context.Context, req EndRequest) (res *EndResult, err e
 func (e *Engine) end(t *store.Txn, p *endPlan, out **EndResult, wrote *bool) error {
 	req := p.req
 	now := p.now
-	if now.IsZero() {
-		now = e.now()
-	}
 	call, found, err := t.Call(req.CallID)
 	if err != nil {
 		return err
@@ -211,7 +227,7 @@ func (e *Engine) end(t *store.Txn, p *endPlan, out **EndResult, wrote *bool) err
 		} else {
 			ref := p.hints.ref
 			if ref == "" {
-				ref = e.opts.NewRef()
+				ref = p.newRef()
 			}
 			cust = store.Customer{Ref: ref, CreatedAt: now}
 		}

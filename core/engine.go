@@ -12,6 +12,7 @@ import (
 	"encoding/json"
 	"log/slog"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/sticky-cc/sticky/core/store"
@@ -38,6 +39,22 @@ type Options struct {
 	Logger   *slog.Logger
 	// Observer, if set, hears about every Start and End (metrics, stats).
 	Observer Observer
+	// Log, if set, is the shared memory of a cluster: every change goes
+	// through it (see Log). Nil: the engine writes Store directly.
+	Log Log
+	// AppendTimeout bounds how long a change waits for the shared memory
+	// to take it (2s); ApplyTimeout how long it then waits to be applied
+	// on this node (5s).
+	AppendTimeout time.Duration
+	ApplyTimeout  time.Duration
+	// Redactor, if set, redacts every End's variables first (redaction.go).
+	Redactor Redactor
+	// Access log (issue 15, access.go): Node names this node in its
+	// records; AccessRetention is how long records are kept (365 days);
+	// AccessQueue bounds the records waiting to be written (4096).
+	Node            string
+	AccessRetention time.Duration
+	AccessQueue     int
 }
 
 // Observer is told what the engine did; it must be fast and must not block.
@@ -51,6 +68,11 @@ type Engine struct {
 	opts Options
 	db   *store.DB
 	log  *slog.Logger
+	rep  *replication // nil: standalone
+	acc  *accessLog   // access log (issue 15)
+
+	scrub  chan struct{} // an erasure asks Run to scrub the store
+	scrubs atomic.Int64  // scrubs completed
 }
 
 // New returns an engine over opts.Store.
@@ -88,7 +110,24 @@ func New(opts Options) *Engine {
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
-	return &Engine{opts: opts, db: opts.Store, log: opts.Logger}
+	if opts.AppendTimeout <= 0 {
+		opts.AppendTimeout = 2 * time.Second
+	}
+	if opts.ApplyTimeout <= 0 {
+		opts.ApplyTimeout = 5 * time.Second
+	}
+	if opts.AccessRetention <= 0 { // access log (issue 15)
+		opts.AccessRetention = 365 * 24 * time.Hour
+	}
+	if opts.AccessQueue <= 0 {
+		opts.AccessQueue = defaultAccessQueue
+	}
+	e := &Engine{opts: opts, db: opts.Store, log: opts.Logger, scrub: make(chan struct{}, 1),
+		acc: newAccessLog(opts.AccessQueue)}
+	if opts.Log != nil {
+		e.rep = newReplication(opts.Log)
+	}
+	return e
 }
 
 func randomRef() string {
@@ -115,7 +154,24 @@ func (e *Engine) Run(ctx context.Context) error {
 		select {
 		case <-ctx.Done():
 			return nil
+		case <-e.scrub:
+			// Erasures come in bursts (a data-subject request names
+			// several refs); one scrub covers all that came before it.
+			select {
+			case <-ctx.Done():
+				return nil
+			case <-time.After(time.Second):
+			}
+			if err := e.Scrub(); err != nil {
+				e.log.Warn("scrubbing erased records from disk failed; retrying at the next erasure", "err", err)
+			}
 		case <-t.C:
+			if e.rep != nil {
+				if err := e.sweepShared(ctx); err != nil {
+					e.log.Warn("sweep failed", "err", err)
+				}
+				continue
+			}
 			if n, err := e.Sweep(); err != nil {
 				e.log.Warn("sweep failed", "err", err)
 			} else if n > 0 {
@@ -125,8 +181,38 @@ func (e *Engine) Run(ctx context.Context) error {
 	}
 }
 
-// Sweep deletes expired variables and call records now.
-func (e *Engine) Sweep() (int, error) { return e.db.Sweep(e.now()) }
+// scrubSoon asks Run to scrub the store after an erasure.
+func (e *Engine) scrubSoon() {
+	select {
+	case e.scrub <- struct{}{}:
+	default: // one is pending already
+	}
+}
+
+// Scrub removes erased and overwritten records from the store's files
+// now (see store.DB.Scrub); Run does it shortly after every erasure.
+func (e *Engine) Scrub() error {
+	err := e.db.Scrub()
+	if err == nil {
+		e.scrubs.Add(1)
+	}
+	return err
+}
+
+// Scrubs is how many scrubs have completed.
+func (e *Engine) Scrubs() int64 { return e.scrubs.Load() }
+
+// Sweep deletes expired variables and call records, and access records
+// older than the retention, now.
+func (e *Engine) Sweep() (int, error) {
+	now := e.now()
+	n, err := e.db.Sweep(now)
+	if err != nil {
+		return n, err
+	}
+	m, err := e.db.SweepAccess(e.accessCutoff(now)) // access log (issue 15)
+	return n + m, err
+}
 
 // StartResult is the answer to a start: who is calling and their context.
 type StartResult struct {
@@ -138,6 +224,10 @@ type StartResult struct {
 	Variables   map[string]VariableView `json:"variables"`
 	History     []HistoryItem           `json:"history"`
 	Headline    string                  `json:"headline"`
+	// Consistency is "local" when the shared memory of a cluster could
+	// not be reached: the answer comes from this node's own copy and the
+	// call was not recorded. Empty otherwise.
+	Consistency string `json:"consistency,omitempty"`
 }
 
 func fingerprint(v any) string {
@@ -190,117 +280,163 @@ func (e *Engine) Start(ctx context.Context, req StartRequest) (res *StartResult,
 	if o := e.opts.Observer; o != nil {
 		defer func() { o.Started(res, time.Since(began), err) }()
 	}
-	var is issues
-	checkText(&is, req.CallID, MaxIDLen, true, "call_id")
-	if !req.Hints.given() {
-		is.add("must hold at least one of ani, external_ids, customer_ref", "identity_hints")
-	}
-	hs := e.normalizeHints(&is, req.Hints, req.LineType, "identity_hints")
-	channel := "phone"
-	if req.Channel != "" {
-		var ok bool
-		if channel, ok = normChannel(req.Channel); !ok {
-			is.add("must be 1-32 lower-case letters, digits, '_' or '-'", "channel")
-		}
-	}
-	if err := is.err(); err != nil {
+	p, err := e.checkStart(req)
+	if err != nil {
 		return nil, err
 	}
 	if err := ctx.Err(); err != nil {
 		return nil, &Error{Code: CodeUnavailable, Message: "request cancelled"}
 	}
-	ids := hs.identifiers()
-	fp := startFingerprint(ids, hs.ref, hs.dnis, channel)
-
+	if e.rep != nil {
+		out, err := e.replicate(ctx, &command{Op: opStart, Start: &req})
+		if err == nil {
+			return out.(*StartResult), nil
+		}
+		if ErrorCode(err) != CodeUnavailable {
+			return nil, err
+		}
+		// The shared memory cannot take the call record: answer the
+		// ringing call from this node's own copy, and say so.
+		err = e.db.Try(func(t *store.Txn) error {
+			res, err = e.applyStart(t, &p, e.now(), e.opts.NewRef)
+			return err
+		})
+		if err != nil {
+			return nil, storeErr(err)
+		}
+		res.Consistency = ConsistencyLocal
+		return res, nil
+	}
 	err = e.db.Update(func(t *store.Txn) error {
-		res = nil
-		now := e.now()
-		call, found, err := t.Call(req.CallID)
-		if err != nil {
-			return err
-		}
-		if found {
-			switch {
-			case call.Ended:
-				return conflict("call " + quoteID(req.CallID) + " has already ended; use a new call_id")
-			case call.StartFingerprint != fp && call.StartFingerprint != legacyStartFingerprint(ids, hs.ref, hs.dnis, channel):
-				return conflict("call " + quoteID(req.CallID) + " was already started with different hints")
-			}
-			// A retry: the same customer, identity and call_start, with
-			// the context read afresh (it is only ever fresher).
-			cust, ok, err := t.Customer(call.CustomerRef)
-			if err != nil || !ok && call.CustomerRef != "" { // "": unassigned (identify.go)
-				return err
-			}
-			res = &StartResult{CallID: req.CallID, CustomerRef: cust.Ref, CallStart: TS(call.StartedAt)}
-			if err := json.Unmarshal(call.StartIdentity, &res.Identity); err != nil {
-				return err
-			}
-			cc, err := e.readContext(t, cust, now)
-			res.OpenIntents, res.Variables, res.History, res.Headline = cc.OpenIntents, cc.Variables, cc.History, cc.Headline
-			unassignedHeadline(res, call)
-			return err
-		}
-		rs, err := e.resolve(t, hs, now)
-		if err != nil {
-			return err
-		}
-		var cust store.Customer
-		if rs.best != nil {
-			cust = rs.best.cust
-		} else if !rs.unassigned { // identity (issue 14): unassigned calls get no customer yet
-			ref := hs.ref
-			if ref == "" {
-				ref = e.opts.NewRef()
-			}
-			cust = store.Customer{Ref: ref, CreatedAt: now, UpdatedAt: now}
-			// Only identifiers nobody holds yet are indexed now. One that
-			// points at a weak candidate is kept with the call and linked
-			// when the call ends (an agent has spoken to the caller by
-			// then); linking it here would make every ambiguous call
-			// dilute the evidence for the next one.
-			free, err := e.unclaimed(t, hs.identifiers())
-			if err != nil {
-				return err
-			}
-			if err := e.link(t, &cust, free, now, channel); err != nil {
-				return err
-			}
-			if err := t.PutCustomer(cust); err != nil {
-				return err
-			}
-		}
-		res = &StartResult{
-			CallID:      req.CallID,
-			CustomerRef: cust.Ref,
-			CallStart:   TS(now),
-			Identity:    rs.identity,
-		}
-		cc, err := e.readContext(t, cust, now)
-		if err != nil {
-			return err
-		}
-		res.OpenIntents, res.Variables, res.History, res.Headline = cc.OpenIntents, cc.Variables, cc.History, cc.Headline
-		// The call record keeps what a retry must repeat (the identity
-		// decision), not the whole context: starts are the hot write path
-		// and a smaller record means less flushing and compaction.
-		ident, err := json.Marshal(&res.Identity)
-		if err != nil {
-			return err
-		}
-		call = store.Call{
-			ID: req.CallID, CustomerRef: cust.Ref, Channel: channel, StartedAt: now,
-			Identifiers: ids, DNIS: hs.dnis,
-			StartFingerprint: fp, StartIdentity: ident, ExpiresAt: now.Add(e.opts.ActiveCallTTL),
-			Identity: rs.callIdentity(hs), // identity (issue 14): what Start learned about who it is
-		}
-		unassignedHeadline(res, call)
-		return t.PutCall(call)
+		res, err = e.applyStart(t, &p, e.now(), e.opts.NewRef)
+		return err
 	})
 	if err != nil {
 		return nil, storeErr(err)
 	}
 	return res, nil
+}
+
+// ConsistencyLocal marks a start answered from the node's own copy while
+// the shared memory was unreachable: nothing of the call was recorded.
+const ConsistencyLocal = "local"
+
+// startPlan is a checked start request.
+type startPlan struct {
+	req     StartRequest
+	hs      hintSet
+	ids     []store.Identifier
+	fp      string
+	channel string
+}
+
+func (e *Engine) checkStart(req StartRequest) (startPlan, error) {
+	var is issues
+	checkText(&is, req.CallID, MaxIDLen, true, "call_id")
+	if !req.Hints.given() {
+		is.add("must hold at least one of ani, external_ids, customer_ref", "identity_hints")
+	}
+	p := startPlan{req: req, channel: "phone"}
+	p.hs = e.normalizeHints(&is, req.Hints, req.LineType, "identity_hints")
+	if req.Channel != "" {
+		var ok bool
+		if p.channel, ok = normChannel(req.Channel); !ok {
+			is.add("must be 1-32 lower-case letters, digits, '_' or '-'", "channel")
+		}
+	}
+	if err := is.err(); err != nil {
+		return p, err
+	}
+	p.ids = p.hs.identifiers()
+	p.fp = startFingerprint(p.ids, p.hs.ref, p.hs.dnis, p.channel)
+	return p, nil
+}
+
+// applyStart makes a start's decision and call record in t, as of now;
+// newRef names a customer the start creates.
+func (e *Engine) applyStart(t *store.Txn, p *startPlan, now time.Time, newRef func() string) (*StartResult, error) {
+	req, hs, ids, fp, channel := p.req, p.hs, p.ids, p.fp, p.channel
+	call, found, err := t.Call(req.CallID)
+	if err != nil {
+		return nil, err
+	}
+	if found {
+		switch {
+		case call.Ended:
+			return nil, conflict("call " + quoteID(req.CallID) + " has already ended; use a new call_id")
+		case call.StartFingerprint != fp && call.StartFingerprint != legacyStartFingerprint(ids, hs.ref, hs.dnis, channel):
+			return nil, conflict("call " + quoteID(req.CallID) + " was already started with different hints")
+		}
+		// A retry: the same customer, identity and call_start, with
+		// the context read afresh (it is only ever fresher).
+		cust, ok, err := t.Customer(call.CustomerRef)
+		if err != nil || !ok && call.CustomerRef != "" { // "": unassigned (identify.go)
+			return nil, err
+		}
+		res := &StartResult{CallID: req.CallID, CustomerRef: cust.Ref, CallStart: TS(call.StartedAt)}
+		if err := json.Unmarshal(call.StartIdentity, &res.Identity); err != nil {
+			return nil, err
+		}
+		cc, err := e.readContext(t, cust, now)
+		res.OpenIntents, res.Variables, res.History, res.Headline = cc.OpenIntents, cc.Variables, cc.History, cc.Headline
+		unassignedHeadline(res, call)
+		return res, err
+	}
+	rs, err := e.resolve(t, hs, now)
+	if err != nil {
+		return nil, err
+	}
+	var cust store.Customer
+	if rs.best != nil {
+		cust = rs.best.cust
+	} else if !rs.unassigned { // identity (issue 14): unassigned calls get no customer yet
+		ref := hs.ref
+		if ref == "" {
+			ref = newRef()
+		}
+		cust = store.Customer{Ref: ref, CreatedAt: now, UpdatedAt: now}
+		// Only identifiers nobody holds yet are indexed now. One that
+		// points at a weak candidate is kept with the call and linked
+		// when the call ends (an agent has spoken to the caller by
+		// then); linking it here would make every ambiguous call
+		// dilute the evidence for the next one.
+		free, err := e.unclaimed(t, hs.identifiers())
+		if err != nil {
+			return nil, err
+		}
+		if err := e.link(t, &cust, free, now, channel); err != nil {
+			return nil, err
+		}
+		if err := t.PutCustomer(cust); err != nil {
+			return nil, err
+		}
+	}
+	res := &StartResult{
+		CallID:      req.CallID,
+		CustomerRef: cust.Ref,
+		CallStart:   TS(now),
+		Identity:    rs.identity,
+	}
+	cc, err := e.readContext(t, cust, now)
+	if err != nil {
+		return nil, err
+	}
+	res.OpenIntents, res.Variables, res.History, res.Headline = cc.OpenIntents, cc.Variables, cc.History, cc.Headline
+	// The call record keeps what a retry must repeat (the identity
+	// decision), not the whole context: starts are the hot write path
+	// and a smaller record means less flushing and compaction.
+	ident, err := json.Marshal(&res.Identity)
+	if err != nil {
+		return nil, err
+	}
+	call = store.Call{
+		ID: req.CallID, CustomerRef: cust.Ref, Channel: channel, StartedAt: now,
+		Identifiers: ids, DNIS: hs.dnis,
+		StartFingerprint: fp, StartIdentity: ident, ExpiresAt: now.Add(e.opts.ActiveCallTTL),
+		Identity: rs.callIdentity(hs), // identity (issue 14): what Start learned about who it is
+	}
+	unassignedHeadline(res, call)
+	return res, t.PutCall(call)
 }
 
 func (e *Engine) unclaimed(t *store.Txn, ids []store.Identifier) ([]store.Identifier, error) {

@@ -7,3 +7,6 @@ var NormalizeEmailSlow = normalizeEmailSlow
 // LegacyStartFingerprint is the start fingerprint of calls started before
 // 2026-12, for the test that retries such a call.
 var LegacyStartFingerprint = legacyStartFingerprint
+
+// ImportPhone is the import's shortcut for North American numbers.
+var ImportPhone = importPhone

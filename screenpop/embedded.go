@@ -6,7 +6,9 @@ import (
 	"fmt"
 	"log/slog"
 	"net/url"
+	"os"
 	"regexp"
+	"strings"
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
@@ -109,6 +111,26 @@ func (s *Service) startEmbedded() (*server.User, error) {
 			HandshakeTimeout: 5 * time.Second,
 		},
 	}
+	if o.ClusterAddr != "" {
+		chost, cport, err := listenParts(o.ClusterAddr)
+		if err != nil {
+			return nil, fmt.Errorf("screenpop: NATS cluster address %q: %w", o.ClusterAddr, err)
+		}
+		name := o.ClusterName
+		if name == "" {
+			name = "sticky"
+		}
+		sopts.Cluster = server.ClusterOpts{Name: name, Host: chost, Port: cport}
+		if len(o.Routes) > 0 {
+			sopts.Routes = server.RoutesFromStr(strings.Join(o.Routes, ","))
+		}
+		sopts.ServerName = o.ServerName
+		if sopts.ServerName == "" {
+			host, _ := os.Hostname()
+			sopts.ServerName = fmt.Sprintf("sticky-%s-%d", host, cport)
+		}
+	}
+	sopts.SyncAlways = o.SyncAlways
 	ns, err := server.NewServer(sopts)
 	if err != nil {
 		return nil, fmt.Errorf("screenpop: embedded NATS: %w", err)

@@ -71,6 +71,15 @@ type Options struct {
 	// Replicas of the stream on an external cluster (default 1).
 	Replicas int
 
+	// ServerName, ClusterName, ClusterAddr and Routes make the embedded
+	// server one of a NATS cluster formed by several nodes' servers.
+	// ClusterAddr empty: a lone server.
+	ServerName, ClusterName, ClusterAddr string
+	Routes                               []string
+	// SyncAlways makes the embedded JetStream fsync every write; a cluster
+	// whose memory has one replica needs it to survive power loss.
+	SyncAlways bool
+
 	// Agents are the desktop logins of the embedded server.
 	Agents []Agent
 	// Calls is the engine behind the start, end and wrap-up services. If
@@ -117,6 +126,10 @@ type Service struct {
 }
 
 var _ core.Popper = (*Service)(nil)
+
+// Conn is the service's NATS connection, which the shared memory of a
+// cluster uses too.
+func (s *Service) Conn() *nats.Conn { return s.nc }
 
 // Start starts the embedded server (unless opts.URL is set) and connects
 // to NATS in the background: it never blocks on an unreachable NATS. Run

@@ -19,14 +19,24 @@ import (
 // serviceTimeout bounds one engine call made for a NATS request.
 const serviceTimeout = 10 * time.Second
 
+// schema points at a schema of the HTTP API's OpenAPI document, which the
+// bridge serves at api.OpenAPIPath: NATS bodies are the HTTP bodies.
+func schema(name string) string { return api.OpenAPIPath + "#/components/schemas/" + name }
+
 // addServices registers start, end, wrap-up and the desktop profile as one
-// NATS micro service ("sticky"), discoverable under $SRV.
+// NATS micro service ("sticky"), discoverable under $SRV. Each endpoint's
+// metadata names the schemas of what to send and what comes back, so that
+// "nats micro info sticky" tells an integrator.
 func (s *Service) addServices() error {
 	svc, err := micro.AddService(s.nc, micro.Config{
 		Name:        "sticky",
 		Version:     "1.0.0",
 		Description: "Sticky calls API over NATS: start, end, agent wrap-up",
 		QueueGroup:  "sticky",
+		Metadata: map[string]string{
+			"openapi": api.OpenAPIPath,
+			"errors":  "the HTTP error envelope plus code (the HTTP status), also in the Nats-Service-Error-Code header",
+		},
 	})
 	if err != nil {
 		return err
@@ -34,22 +44,34 @@ func (s *Service) addServices() error {
 	eps := []struct {
 		name, subject string
 		h             func(context.Context, micro.Request) (any, error)
+		meta          map[string]string
 	}{
-		{"start", SubjectStart, s.start},
-		{"end", SubjectEnd, s.end},
-		{"wrapup", SubjectWrapUp, s.wrapUp},
-		{"profile", SubjectProfilePrefix + ".*", s.profile},
+		{"start", SubjectStart, s.start, map[string]string{
+			"description":    "identify the caller and return their context, as POST /v1/calls/start",
+			"request_schema": schema("StartRequest"), "response_schema": schema("StartResult"), "error_schema": schema("Error")}},
+		{"end", SubjectEnd, s.end, map[string]string{
+			"description":    "save end-of-interaction context, as POST /v1/calls/end",
+			"request_schema": schema("EndRequest"), "response_schema": schema("EndResult"), "error_schema": schema("Error")}},
+		{"wrapup", SubjectWrapUp, s.wrapUp, map[string]string{
+			"description":    "an agent's wrap-up of a phone call, merged with the PBX's hang-up",
+			"request_schema": schema("WrapUpRequest"), "response_schema": schema("EndResult"), "error_schema": schema("Error")}},
+		{"profile", SubjectProfilePrefix + ".*", s.profile, map[string]string{
+			"description":     "what a desktop learns after it signs in; the last token is the agent, the body is empty",
+			"response_schema": schema("DesktopProfile"), "error_schema": schema("Error")}},
 	}
 	if s.desk != nil {
 		eps = append(eps, struct {
 			name, subject string
 			h             func(context.Context, micro.Request) (any, error)
-		}{"identify", SubjectIdentifyPrefix + ".*", s.identify})
+			meta          map[string]string
+		}{"identify", SubjectIdentifyPrefix + ".*", s.identify, map[string]string{
+			"description":    "an agent says who the caller is, as POST /v1/calls/{call_id}/identify; the last token is the agent",
+			"request_schema": schema("IdentifyRequest"), "response_schema": schema("IdentifyResult"), "error_schema": schema("Error")}})
 	}
 	for _, ep := range eps {
 		h := ep.h
 		if err := svc.AddEndpoint(ep.name, micro.HandlerFunc(func(r micro.Request) { s.serve(r, h) }),
-			micro.WithEndpointSubject(ep.subject)); err != nil {
+			micro.WithEndpointSubject(ep.subject), micro.WithEndpointMetadata(ep.meta)); err != nil {
 			_ = svc.Stop()
 			return err
 		}

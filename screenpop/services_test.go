@@ -15,6 +15,7 @@ import (
 
 	"github.com/sticky-cc/sticky/core"
 	"github.com/sticky-cc/sticky/core/api"
+	"github.com/sticky-cc/sticky/core/api/apitest"
 	"github.com/sticky-cc/sticky/screenpop"
 )
 
@@ -26,7 +27,7 @@ func TestServicesAnswerLikeHTTP(t *testing.T) {
 	seedJane(t, e, clk)
 	svc := startService(t, screenpop.Options{Calls: e})
 	waitReady(t, svc)
-	hs := httptest.NewServer(api.New(api.Options{Engine: e}))
+	hs := httptest.NewServer(apitest.Handler(t, api.New(api.Options{Engine: e}), apitest.Options{Open: true}))
 	t.Cleanup(hs.Close)
 	nc := adminConn(t, svc)
 

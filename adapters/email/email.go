@@ -32,11 +32,18 @@ type Message struct {
 	// JSON reports whether the message came as inbound-email JSON (for
 	// issue paths).
 	JSON bool
+	// Defects are what a raw message was read despite (the Defect*
+	// codes), in the order met; none for a well-formed message.
+	Defects []string
 }
 
 // DefaultTicketPattern finds [TKT-789]-style ticket ids in subjects; the
 // first capture group is the id.
 const DefaultTicketPattern = `\[([A-Za-z][A-Za-z0-9]{1,15}-[0-9]{1,12})\]`
+
+// DefectsVariable is the variable that lists, comma-separated, the defects
+// a raw message was read despite (see Message.Defects).
+const DefectsVariable = "email_defects"
 
 // SummaryLines is how many lines of new text the summary takes.
 const SummaryLines = 3
@@ -171,6 +178,11 @@ func (m *Message) Request(o Options) core.EndRequest {
 	}
 	if t := m.TicketID(o.TicketPattern); t != "" {
 		vars["ticket_id"] = webhook.ClipBytes(t, core.MaxVarValueBytes)
+	}
+	// The defects tell whoever reads the summary that the text may be
+	// incomplete; they are codes, never content, so they hold no PII.
+	if len(m.Defects) > 0 {
+		vars[DefectsVariable] = webhook.ClipBytes(strings.Join(m.Defects, ","), core.MaxVarValueBytes)
 	}
 	if len(vars) > 0 {
 		req.Variables = vars

@@ -2,6 +2,7 @@ package email
 
 import (
 	"os"
+	"path/filepath"
 	"regexp"
 	"slices"
 	"strings"
@@ -62,7 +63,13 @@ func TestParseMultipartReply(t *testing.T) {
 	if got := m.TicketID(ticketRE); got != "TKT-789" {
 		t.Fatalf("ticket = %q", got)
 	}
+	if len(m.Defects) != 0 {
+		t.Fatalf("defects in well-formed mail: %q", m.Defects)
+	}
 	req := m.Request(Options{TicketPattern: ticketRE})
+	if _, ok := req.Variables[DefectsVariable]; ok {
+		t.Fatalf("%s set for well-formed mail", DefectsVariable)
+	}
 	if req.Channel != "email" || req.Hints.ExternalIDs["email"] != "customer@example.test" ||
 		req.Variables["ticket_id"] != "TKT-789" || !req.StartedAt.IsZero() || !req.EndedAt.Equal(m.Date) {
 		t.Fatalf("request = %+v", req)
@@ -86,6 +93,9 @@ func TestParseHTMLOnly(t *testing.T) {
 	}
 	if m.IsReply() || m.CallID() != "email_DB9PR01MB0001@eurprd01.prod.outlook.com" {
 		t.Fatalf("thread: reply=%v id=%q", m.IsReply(), m.CallID())
+	}
+	if len(m.Defects) != 0 {
+		t.Fatalf("defects in well-formed mail: %q", m.Defects)
 	}
 	req := m.Request(Options{TicketPattern: ticketRE})
 	if !req.StartedAt.Equal(m.Date) || req.Variables["ticket_id"] != "" {
@@ -169,16 +179,93 @@ func TestCallIDBounded(t *testing.T) {
 	}
 }
 
+// TestMalformedRaw: what ParseRaw refuses. What it reads despite defects
+// is the corpus in testdata/wild (TestMailFromTheWild).
 func TestMalformedRaw(t *testing.T) {
 	for name, raw := range map[string]string{
-		"not a message":      "this is not an email",
-		"no from":            "Subject: hi\r\n\r\nbody",
-		"bad from":           "From: nobody\r\n\r\nbody",
-		"multipart no bound": "From: a@b.example\r\nContent-Type: multipart/mixed\r\n\r\nbody",
-		"broken multipart":   "From: a@b.example\r\nContent-Type: multipart/mixed; boundary=zz\r\n\r\nno parts here",
+		"not a message": "this is not an email",
+		"no from":       "Subject: hi\r\n\r\nbody",
+		"bad from":      "From: nobody\r\n\r\nbody",
 	} {
 		if _, err := ParseRaw([]byte(raw)); core.ErrorCode(err) != core.CodeInvalid {
 			t.Errorf("%s: err = %v", name, err)
+		}
+	}
+}
+
+func TestObsoleteFieldSyntax(t *testing.T) {
+	// White space before the colon is RFC 5322's obsolete syntax, not an
+	// mbox "From " line.
+	m, err := ParseRaw([]byte("From : Jane <jane@example.com>\r\nSubject : hi\r\n\r\nbody"))
+	if err != nil || m.From != "jane@example.com" || m.Subject != "hi" || len(m.Defects) != 0 {
+		t.Fatalf("%+v, %v", m, err)
+	}
+}
+
+func TestSenderPickedOutOfABrokenFrom(t *testing.T) {
+	for _, tc := range []struct{ from, addr, name string }{
+		{"Jane Doe jane@example.com", "jane@example.com", ""},
+		{`"Doe, Jane <Jane@Example.com>`, "jane@example.com", "Doe, Jane"},
+		{"J\xf6rg <joerg@example.de>", "joerg@example.de", "Jörg"},
+		{"=?x-none?Q?Caf=C3=A9?= <owner@cafe.example>", "owner@cafe.example", "Café"},
+		{"mailto:jane@example.com.", "jane@example.com", ""},
+		{"Jane <MAILTO:jane@example.com>", "jane@example.com", "Jane"},
+		{"Jane <jane@exa", "", ""}, // cut short: no address rather than a wrong one
+		{"Jane Doe", "", ""},
+		{"undisclosed-recipients:;", "", ""},
+	} {
+		addr, name, ok := rawSender(tc.from, nil)
+		if addr != tc.addr || name != tc.name || ok != (tc.addr != "") {
+			t.Errorf("rawSender(%q) = %q %q %v, want %q %q", tc.from, addr, name, ok, tc.addr, tc.name)
+		}
+	}
+}
+
+func TestLenientDecoders(t *testing.T) {
+	for _, tc := range []struct {
+		in, want string
+		bad      bool
+	}{
+		{"SGVsbG8=V29ybGQ=", "HelloWorld", false}, // concatenated chunks
+		{"SGVs\r\nbG8", "Hello", false},           // no padding
+		{"SGVs*bG8=", "Hello", true},
+		{"SGVsbG8gV", "Hello ", true}, // a dangling character
+		{"", "", false},
+	} {
+		got, bad := unbase64([]byte(tc.in))
+		if string(got) != tc.want || bad != tc.bad {
+			t.Errorf("unbase64(%q) = %q %v, want %q %v", tc.in, got, bad, tc.want, tc.bad)
+		}
+	}
+	for _, tc := range []struct {
+		in, want string
+		bad      bool
+	}{
+		{"a=3Db=\r\nc\r\n", "a=bc\n", false},
+		{"caf=e9 \t\n", "caf\xe9\n", false}, // lower-case hex; transport white space
+		{"50 =ZZ off=", "50 =ZZ off", true},
+		{"=4", "=4", true},
+	} {
+		got, bad := unQuotedPrintable([]byte(tc.in))
+		if string(got) != tc.want || bad != tc.bad {
+			t.Errorf("unQuotedPrintable(%q) = %q %v, want %q %v", tc.in, got, bad, tc.want, tc.bad)
+		}
+	}
+	for _, tc := range []struct {
+		in, want string
+		defects  []string
+	}{
+		{"=?utf-8?q?a?= =?utf-8?q?b?=", "ab", nil},
+		{"x =?ISO-8859-1?Q?caf=E9?= y", "x café y", nil},
+		{"=?utf-8?B?w6k?=", "é", nil}, // no padding
+		{"=?utf-8*en?Q?hi?=", "hi", nil},
+		{"=?utf-8?B?***?= ok", "=?utf-8?B?***?= ok", []string{DefectBadEncodedWord}},
+		{"=?x-none?Q?caf=C3=A9?=", "café", []string{DefectUnknownCharset}},
+		{"=?x-none?Q?caf=E9?=", "café", []string{DefectUnknownCharset}},
+	} {
+		var d defects
+		if got := decodeWords(tc.in, &d); got != tc.want || !slices.Equal(d.list, tc.defects) {
+			t.Errorf("decodeWords(%q) = %q %q, want %q %q", tc.in, got, d.list, tc.want, tc.defects)
 		}
 	}
 }
@@ -197,11 +284,18 @@ func checkMessage(t *testing.T, m *Message) {
 	if req.Hints.ExternalIDs["email"] == "" {
 		t.Fatal("no sender")
 	}
+	if norm, err := core.NormalizeEmail(m.From); err != nil || norm != m.From {
+		t.Fatalf("sender %q does not normalise to itself (%q, %v)", m.From, norm, err)
+	}
 }
 
 func FuzzParseRaw(f *testing.F) {
 	f.Add(load(f, "reply.eml"))
 	f.Add(load(f, "html-only.eml"))
+	wild, _ := filepath.Glob("testdata/wild/*.eml")
+	for _, name := range wild {
+		f.Add(load(f, strings.TrimPrefix(name, "testdata/")))
+	}
 	f.Add([]byte("From: a@b.example\r\nContent-Type: multipart/alternative; boundary=x\r\n\r\n--x\r\nContent-Type: text/html\r\nContent-Transfer-Encoding: base64\r\n\r\nPGI+aGk8L2I+\r\n--x--\r\n"))
 	f.Fuzz(func(t *testing.T, raw []byte) {
 		m, err := ParseRaw(raw)

@@ -84,7 +84,7 @@ func startBridgeAs(t *testing.T, bin, dataDir string, uid int, env ...string) *b
 	}()
 	select {
 	case b.addr = <-addr:
-	case <-time.After(30 * time.Second):
+	case <-time.After(90 * time.Second): // a cluster node waits for its NATS cluster to form
 		cmd.Process.Kill()
 		t.Fatalf("bridge did not start:\n%s", b.log())
 	}

@@ -50,6 +50,9 @@ type Config struct {
 	Progress func(Progress)
 	// PID, when set, is the process whose resident memory is sampled.
 	PID int
+	// StartsOnly sends only the starts of phone calls (Mix is then
+	// ignored): a center's ringing calls, with no end to wait behind.
+	StartsOnly bool
 	// Acked, when set, receives every end answered 200 (from many goroutines).
 	Acked func(Ack)
 	// Client replaces the HTTP client built from Concurrency and Timeout.
@@ -155,17 +158,7 @@ func (c *Config) defaults() error {
 		c.RunID = fmt.Sprintf("load%x", time.Now().UnixNano())
 	}
 	if c.Client == nil {
-		c.Client = &http.Client{
-			Timeout: c.Timeout,
-			Transport: &http.Transport{
-				DialContext:         (&net.Dialer{Timeout: c.Timeout, KeepAlive: 30 * time.Second}).DialContext,
-				MaxIdleConns:        c.Concurrency,
-				MaxIdleConnsPerHost: c.Concurrency,
-				MaxConnsPerHost:     c.Concurrency,
-				IdleConnTimeout:     90 * time.Second,
-				DisableCompression:  true,
-			},
-		}
+		c.Client = newClient(c.Concurrency, c.Timeout)
 	}
 	return nil
 }
@@ -246,6 +239,9 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 
 	// A phone call is two requests, an end-only interaction one.
 	callRate := cfg.Rate / (1 + cfg.Mix)
+	if cfg.StartsOnly {
+		callRate = cfg.Rate
+	}
 	interval := time.Duration(float64(time.Second) / callRate)
 	total := int64(cfg.Duration / interval)
 	if total == 0 {
@@ -331,7 +327,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	var notSent int64
 dispatch:
 	for i := range total {
-		c := call{n: i, at: begin.Add(time.Duration(i) * interval), customer: rng.IntN(cfg.Customers), phone: rng.Float64() < cfg.Mix}
+		c := call{n: i, at: begin.Add(time.Duration(i) * interval), customer: rng.IntN(cfg.Customers), phone: rng.Float64() < cfg.Mix || cfg.StartsOnly}
 		if d := time.Until(c.at); d > 0 {
 			timer.Reset(d)
 			select {
@@ -429,6 +425,9 @@ func doCall(ctx context.Context, cfg *Config, rec *recorder, c call, rng *rand.R
 		"telco":          map[string]string{"line_type": "mobile"},
 	}
 	startedRef, ok := post(ctx, cfg, rec, "start", "/v1/calls/start", key, body, c.at, buf)
+	if cfg.StartsOnly {
+		return
+	}
 	if !ok {
 		rec.mu.Lock()
 		rec.rep.Skipped++

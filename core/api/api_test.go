@@ -12,6 +12,7 @@ import (
 
 	"github.com/sticky-cc/sticky/core"
 	"github.com/sticky-cc/sticky/core/api"
+	"github.com/sticky-cc/sticky/core/api/apitest"
 	"github.com/sticky-cc/sticky/core/store"
 	"github.com/sticky-cc/sticky/core/store/storetest"
 )
@@ -32,9 +33,30 @@ type env struct {
 	clk *clock
 	db  *store.DB
 	e   *core.Engine
+	api *api.Server
 }
 
 func newEnv(t *testing.T, opts api.Options) *env {
+	t.Helper()
+	return newEnvWith(t, opts, nil)
+}
+
+// newEnvWith builds the server as newEnv does and lets mount add routes
+// (the adapters) before it serves. Every exchange is held to the OpenAPI
+// document (apitest.Handler).
+func newEnvWith(t *testing.T, opts api.Options, mount func(*api.Server, core.Calls, *clock)) *env {
+	t.Helper()
+	return build(t, opts, mount, true)
+}
+
+// newEnvWithTestRoutes is newEnvWith for tests that mount routes of their
+// own, which the document does not have.
+func newEnvWithTestRoutes(t *testing.T, opts api.Options, mount func(*api.Server, core.Calls, *clock)) *env {
+	t.Helper()
+	return build(t, opts, mount, false)
+}
+
+func build(t *testing.T, opts api.Options, mount func(*api.Server, core.Calls, *clock), checked bool) *env {
 	t.Helper()
 	db, err := store.Open(store.Options{Dir: t.TempDir()})
 	if err != nil {
@@ -44,12 +66,38 @@ func newEnv(t *testing.T, opts api.Options) *env {
 	clk := &clock{t: time.Date(2026, 2, 6, 15, 30, 0, 0, time.UTC)}
 	e := core.New(core.Options{Store: db, Now: clk.Now})
 	opts.Engine = e
-	if opts.Keys == nil {
+	if opts.Keys == nil && opts.NamedKeys == nil {
 		opts.Keys = []string{key}
 	}
-	srv := httptest.NewServer(api.New(opts))
+	s := api.New(opts)
+	if mount != nil {
+		mount(s, e, clk)
+	}
+	var h http.Handler = s
+	if checked {
+		h = apitest.Handler(t, s, docOptions(opts))
+	}
+	srv := httptest.NewServer(h)
 	t.Cleanup(srv.Close)
-	return &env{t, srv, clk, db, e}
+	return &env{t, srv, clk, db, e, s}
+}
+
+// docOptions tells the document check which keys the server has.
+func docOptions(opts api.Options) apitest.Options {
+	keys := map[string][]api.Scope{}
+	for _, k := range opts.Keys {
+		if k != "" {
+			keys[k] = nil
+		}
+	}
+	for _, k := range opts.NamedKeys {
+		secret := k.Secret
+		if secret == "" {
+			secret = secretOf[k.Name] // a key configured by its hash
+		}
+		keys[secret] = k.Scopes
+	}
+	return apitest.Options{Keys: keys, Open: len(keys) == 0}
 }
 
 type reply struct {

@@ -17,12 +17,15 @@ type ErrorBody struct {
 	Code int `json:"code,omitempty"`
 }
 
-// Details lists the problems with a request, and for a conflict over whom
-// a call is from, both customers.
+// Details lists the problems with a request, the scopes a key lacks, or
+// for a conflict over whom a call is from, both customers.
 type Details struct {
-	Issues       []core.Issue `json:"issues"`
-	AssignedRef  string       `json:"assigned_customer_ref,omitempty"`
-	RequestedRef string       `json:"requested_customer_ref,omitempty"`
+	Issues []core.Issue `json:"issues,omitempty"`
+	// RequiredScopes (403): an API key holding any one of them may call
+	// the route.
+	RequiredScopes []Scope `json:"required_scopes,omitempty"`
+	AssignedRef    string  `json:"assigned_customer_ref,omitempty"`
+	RequestedRef   string  `json:"requested_customer_ref,omitempty"`
 }
 
 // Status is the HTTP status for an error from the engine. It is the one
@@ -65,7 +68,7 @@ func Envelope(err error) ErrorBody {
 	}
 	if e.Refs != nil {
 		if b.Details == nil {
-			b.Details = &Details{Issues: []core.Issue{}}
+			b.Details = &Details{}
 		}
 		b.Details.AssignedRef, b.Details.RequestedRef = e.Refs.Assigned, e.Refs.Requested
 	}
@@ -106,7 +109,13 @@ func itoa(n int) string {
 func WriteError(w http.ResponseWriter, err error) {
 	b := Envelope(err)
 	b.Code = 0
-	writeEnvelope(w, Status(err), b)
+	status := Status(err)
+	if status == http.StatusServiceUnavailable {
+		// Unavailable is always "try again soon": a full disk being
+		// cleared, a cluster re-electing its leader.
+		w.Header().Set("Retry-After", "1")
+	}
+	writeEnvelope(w, status, b)
 }
 
 // Fail writes an error envelope for a status that did not come from the engine.

@@ -3,14 +3,13 @@
 package api
 
 import (
-	"crypto/sha256"
-	"crypto/subtle"
-	"encoding/hex"
+	"errors"
 	"fmt"
 	"log/slog"
 	"mime"
 	"net"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -22,10 +21,12 @@ import (
 // Options configures a Server.
 type Options struct {
 	Engine *core.Engine
-	// Keys are the accepted API keys. Only their SHA-256 hashes are kept.
-	// With none, every request is allowed (the caller must then listen on
-	// loopback only; see CheckAddr).
-	Keys []string
+	// Keys are plain API keys: each holds every scope and is named key-N
+	// by its position. NamedKeys have a name and scopes. Only SHA-256
+	// hashes are kept. With no key at all, every request is allowed (the
+	// caller must then listen on loopback only; see CheckAddr).
+	Keys      []string
+	NamedKeys []Key
 	// RatePerSecond and Burst limit each key (default 500/s, burst 1000).
 	RatePerSecond float64
 	Burst         int
@@ -37,12 +38,13 @@ type Server struct {
 	opts   Options
 	engine *core.Engine
 	log    *slog.Logger
-	keys   [][32]byte
+	keys   []principal
 	mux    *http.ServeMux
-	limits *Limiter // per key (index; -1 when no keys are configured)
+	limits *Limiter // per key name
+	routes []Route
 
-	readyMu sync.Mutex
-	ready   []readiness
+	mu    sync.Mutex // guards ready and routes
+	ready []readiness
 }
 
 type readiness struct {
@@ -64,24 +66,78 @@ func New(opts Options) *Server {
 	}
 	s := &Server{opts: opts, engine: opts.Engine, log: opts.Logger, mux: http.NewServeMux(),
 		limits: NewLimiter(opts.RatePerSecond, opts.Burst)}
-	for _, k := range opts.Keys {
-		if k = strings.TrimSpace(k); k != "" {
-			s.keys = append(s.keys, sha256.Sum256([]byte(k)))
-		}
-	}
-	s.Handle("POST /v1/calls/start", http.HandlerFunc(s.start))
-	s.Handle("POST /v1/calls/end", http.HandlerFunc(s.end))
-	s.Handle("POST /v1/calls/{call_id}/identify", http.HandlerFunc(s.identify))
-	s.Handle("GET /v1/customers/{ref}", http.HandlerFunc(s.getCustomer))
-	s.Handle("DELETE /v1/customers/{ref}", http.HandlerFunc(s.deleteCustomer))
-	s.Handle("POST /v1/customers/{ref}/merge", http.HandlerFunc(s.merge))
-	s.Handle("DELETE /v1/customers/{ref}/identifiers/{kind}/{value}", http.HandlerFunc(s.unlink))
-	s.Handle("GET /v1/stats", http.HandlerFunc(s.stats))
+	s.addKeys(opts.Keys, opts.NamedKeys)
+	s.Handle("POST /v1/calls/start", http.HandlerFunc(s.start), ScopeCalls)
+	s.Handle("POST /v1/calls/end", http.HandlerFunc(s.end), ScopeCalls, ScopeIngest)
+	s.Handle("POST /v1/calls/{call_id}/identify", http.HandlerFunc(s.identify), ScopeCalls) // identity (issue 14)
+	s.Handle("GET /v1/customers/{ref}", http.HandlerFunc(s.getCustomer), ScopeRead)
+	s.Handle("DELETE /v1/customers/{ref}", http.HandlerFunc(s.deleteCustomer), ScopeAdmin)
+	s.Handle("POST /v1/customers/{ref}/merge", http.HandlerFunc(s.merge), ScopeAdmin)
+	s.Handle("DELETE /v1/customers/{ref}/identifiers/{kind}/{value}", http.HandlerFunc(s.unlink), ScopeAdmin)
+	s.Handle("GET /v1/customers/{ref}/access", http.HandlerFunc(s.accessLog), ScopeAdmin)
+	s.Handle("GET /v1/stats", http.HandlerFunc(s.stats), ScopeRead)
+	s.Handle("POST /v1/import", http.HandlerFunc(s.importRows), ScopeAdmin)             // import.go
+	s.Handle("GET /v1/import/{source}", http.HandlerFunc(s.importProgress), ScopeAdmin) // import.go
 	s.HandlePublic("GET /healthz", http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
 		WriteJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 	}))
 	s.HandlePublic("GET /readyz", http.HandlerFunc(s.readyz))
+	s.HandlePublic("GET "+OpenAPIPath, http.HandlerFunc(serveOpenAPI))
 	return s
+}
+
+// addKeys takes the configured keys; plain ones hold every scope. A key
+// that fails Validate is left out and logged by name (config.Load refuses
+// such keys before the server is built, so this is a second line).
+func (s *Server) addKeys(plain []string, named []Key) {
+	keys := make([]Key, 0, len(plain)+len(named))
+	for i, k := range plain {
+		if strings.TrimSpace(k) != "" {
+			keys = append(keys, Key{Name: fmt.Sprintf("key-%d", i+1), Secret: k})
+		}
+	}
+	keys = append(keys, named...)
+	unscoped := 0
+	for _, k := range keys {
+		if err := k.Validate(); err != nil {
+			s.log.Error("API key left out", "key", k.Name, "problem", err.Error())
+			continue
+		}
+		p := principal{name: k.Name, hash: k.Hash()}
+		for _, sc := range k.Scopes {
+			parsed, _ := ParseScope(string(sc))
+			if !slices.Contains(p.scopes, parsed) {
+				p.scopes = append(p.scopes, parsed)
+			}
+		}
+		if p.scopes == nil {
+			unscoped++
+		}
+		s.keys = append(s.keys, p)
+	}
+	if unscoped > 0 {
+		s.log.Warn("API keys without scopes hold every scope, erasure included; give each key a name and only the scopes it needs (name:scope+scope:secret in STICKY_API_KEYS, or STICKY_API_KEYS_FILE)",
+			"unscoped_keys", unscoped, "keys", len(s.keys))
+	}
+}
+
+// Route is one registered route and who may call it.
+type Route struct {
+	Pattern string // as registered, e.g. "POST /v1/calls/start"
+	// Public routes are not authenticated by the server; Scopes then name
+	// what their handler itself requires of an API key (the webhooks,
+	// which accept signatures too), if anything.
+	Public bool
+	// Scopes: an API key needs one of them.
+	Scopes []Scope
+}
+
+// Routes lists every registered route in registration order, so tests
+// can hold them to the OpenAPI document.
+func (s *Server) Routes() []Route {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return slices.Clone(s.routes)
 }
 
 // Authenticated reports whether the server requires API keys.
@@ -108,27 +164,44 @@ func RequireLoopback(addr string) error {
 	return fmt.Errorf("refusing to listen on %q without API keys: set STICKY_API_KEYS or bind to 127.0.0.1", addr)
 }
 
-// Handle registers an authenticated, rate-limited route (adapters use it too).
-func (s *Server) Handle(pattern string, h http.Handler) {
-	s.mux.Handle(pattern, s.guard(h))
+// Handle registers an authenticated, rate-limited route that an API key
+// holding one of scopes may call. A route that names no scope is
+// administrative: it needs ScopeAdmin.
+func (s *Server) Handle(pattern string, h http.Handler, scopes ...Scope) {
+	if len(scopes) == 0 {
+		scopes = []Scope{ScopeAdmin}
+	}
+	s.mux.Handle(pattern, s.guard(h, scopes))
+	s.addRoute(Route{Pattern: pattern, Scopes: slices.Clone(scopes)})
 }
 
-// HandlePublic registers a route that needs no key (health, metrics, the
-// desktop page, which authenticates against NATS itself).
-func (s *Server) HandlePublic(pattern string, h http.Handler) { s.mux.Handle(pattern, h) }
+// HandlePublic registers a route that the server does not authenticate
+// (health, metrics, the desktop page, which authenticates against NATS
+// itself). keyScopes record what the handler requires of an API key when
+// it authenticates requests itself (the webhooks, through Authorize).
+func (s *Server) HandlePublic(pattern string, h http.Handler, keyScopes ...Scope) {
+	s.mux.Handle(pattern, h)
+	s.addRoute(Route{Pattern: pattern, Public: true, Scopes: slices.Clone(keyScopes)})
+}
+
+func (s *Server) addRoute(r Route) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.routes = append(s.routes, r)
+}
 
 // AddReadiness adds a check to /readyz. gate false means the check is only
 // reported (the PBX), gate true means failing it makes the API unready.
 func (s *Server) AddReadiness(name string, gate bool, check func() (ok bool, detail string)) {
-	s.readyMu.Lock()
-	defer s.readyMu.Unlock()
+	s.mu.Lock()
+	defer s.mu.Unlock()
 	s.ready = append(s.ready, readiness{name, check, gate})
 }
 
 func (s *Server) readyz(w http.ResponseWriter, _ *http.Request) {
-	s.readyMu.Lock()
+	s.mu.Lock()
 	checks := append([]readiness(nil), s.ready...)
-	s.readyMu.Unlock()
+	s.mu.Unlock()
 	type result struct {
 		OK     bool   `json:"ok"`
 		Detail string `json:"detail,omitempty"`
@@ -236,50 +309,25 @@ func (p *probeWriter) WriteHeader(code int) {
 	}
 }
 
-// guard authenticates and rate-limits a request.
-func (s *Server) guard(h http.Handler) http.Handler {
+// guard authenticates a request, checks its key's scopes and rate-limits
+// it per key. A refused request reaches no handler, so nothing is written.
+func (s *Server) guard(h http.Handler, scopes []Scope) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		key := -1
-		if s.Authenticated() {
-			key = s.keyIndex(r)
-			if key < 0 {
-				w.Header().Set("WWW-Authenticate", `Bearer realm="sticky"`)
-				Fail(w, http.StatusUnauthorized, "missing or unknown API key: send Authorization: Bearer <key>")
-				return
+		r, err := s.Authorize(r, scopes...)
+		if err != nil {
+			var se *ScopeError
+			if errors.As(err, &se) {
+				s.log.Info("API key refused: scope missing", "key", se.Key, "route", se.Route, "needs", scopeList(se.Need, ","))
 			}
+			Deny(w, err)
+			return
 		}
-		if wait, ok := s.limits.Allow(strconv.Itoa(key)); !ok {
+		if wait, ok := s.limits.Allow("key:" + KeyName(r.Context())); !ok {
 			TooManyRequests(w, wait)
 			return
 		}
 		h.ServeHTTP(w, r)
 	})
-}
-
-// Authorize reports whether r carries a valid API key (always true when no
-// keys are configured). Routes registered with HandlePublic that accept
-// other credentials too (signed webhooks) use it.
-func (s *Server) Authorize(r *http.Request) bool {
-	return !s.Authenticated() || s.keyIndex(r) >= 0
-}
-
-// keyIndex finds the presented key among the configured ones. It hashes the
-// presented key and compares it with every stored hash in constant time,
-// without stopping early, so timing says nothing about which key is close.
-func (s *Server) keyIndex(r *http.Request) int {
-	auth := r.Header.Get("Authorization")
-	const prefix = "bearer "
-	if len(auth) <= len(prefix) || !strings.EqualFold(auth[:len(prefix)], prefix) {
-		return -1
-	}
-	presented := sha256.Sum256([]byte(strings.TrimSpace(auth[len(prefix):])))
-	found := -1
-	for i := range s.keys {
-		if subtle.ConstantTimeCompare(presented[:], s.keys[i][:]) == 1 {
-			found = i
-		}
-	}
-	return found
 }
 
 // ReadBody reads a JSON request body, enforcing the content type and the
@@ -306,6 +354,10 @@ func (s *Server) start(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	res, err := s.engine.Start(r.Context(), req)
+	if err == nil && res.Consistency != "" {
+		// Answered from this node's copy; the body says so too.
+		w.Header().Set("Sticky-Consistency", res.Consistency)
+	}
 	s.reply(w, r, res, err)
 }
 
@@ -344,11 +396,11 @@ func (s *Server) identify(w http.ResponseWriter, r *http.Request) {
 }
 
 // credential names the key of a request for audit trails without
-// revealing it: "key:" and the first 8 hex digits of its SHA-256 ("api"
-// when no keys are configured).
+// revealing it: "key:" and the key's configured name ("api" when no keys
+// are configured).
 func (s *Server) credential(r *http.Request) string {
-	if i := s.keyIndex(r); i >= 0 {
-		return "key:" + hex.EncodeToString(s.keys[i][:4])
+	if name := KeyName(r.Context()); name != "" {
+		return "key:" + name
 	}
 	return "api"
 }
@@ -375,7 +427,27 @@ func (s *Server) getCustomer(w http.ResponseWriter, r *http.Request) {
 		limit = n
 	}
 	p, err := s.engine.Customer(r.Context(), r.PathValue("ref"), limit)
+	if err == nil { // access log (issue 15)
+		s.engine.RecordAccess(r.Context(), core.Access{CustomerRef: p.CustomerRef, Kind: core.AccessRead, Actor: KeyName(r.Context())})
+	}
 	s.reply(w, r, p, err)
+}
+
+// accessLog answers GET /v1/customers/{ref}/access?limit=&before=: who saw
+// the customer's data, newest first (GDPR Art. 15).
+func (s *Server) accessLog(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
+	limit := 0
+	if v := q.Get("limit"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 || n > core.MaxAccessPage {
+			Fail(w, http.StatusBadRequest, "limit must be a whole number from 1 to 1000")
+			return
+		}
+		limit = n
+	}
+	page, err := s.engine.AccessLog(r.Context(), r.PathValue("ref"), q.Get("before"), limit)
+	s.reply(w, r, page, err)
 }
 
 func (s *Server) deleteCustomer(w http.ResponseWriter, r *http.Request) {

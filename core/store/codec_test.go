@@ -1,6 +1,8 @@
 package store
 
 import (
+	"os"
+	"path/filepath"
 	"reflect"
 	"testing"
 	"time"
@@ -72,7 +74,22 @@ func TestWALSyncFindsTheMemtableLogs(t *testing.T) {
 	if err := db.Sync(); err != nil {
 		t.Fatal(err)
 	}
-	if len(db.syncer.wal.seen) == 0 {
+	w := db.syncer.wal
+	if len(w.files) == 0 {
 		t.Fatal("no memtable log was synced")
+	}
+	// The next memtable file (as Badger numbers them) is found without
+	// listing the directory on every sync, and synced from then on.
+	next := filepath.Join(dir, w.next)
+	if err := os.WriteFile(next, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	defer os.Remove(next)
+	before := len(w.files)
+	if err := db.Sync(); err != nil {
+		t.Fatal(err)
+	}
+	if len(w.files) != before+1 || w.files[filepath.Base(next)] == nil {
+		t.Fatalf("the new memtable file %s is not synced: %v", filepath.Base(next), w.files)
 	}
 }

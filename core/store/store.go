@@ -61,7 +61,9 @@ func Open(opts Options) (*DB, error) {
 		// returns, so they survive a process kill; Sync makes them survive
 		// power loss too, and End calls it (grouped) before answering.
 		WithSyncWrites(false).
-		WithMetricsEnabled(false).
+		// Badger's metrics on (issue 17): Health reads its count of tables
+		// in running compactions, which Badger keeps only with them.
+		WithMetricsEnabled(true).
 		// Records are small and mostly distinct; compressing blocks cost
 		// more CPU in flushes and compactions than it saved on disk, and
 		// on two cores that CPU is taken from ringing calls.
@@ -88,7 +90,7 @@ func Open(opts Options) (*DB, error) {
 	}
 	s.syncer.init(bdb)
 	if !opts.InMemory {
-		s.syncer.wal = &walSyncer{dir: opts.Dir, seen: map[string]bool{}}
+		s.syncer.wal = &walSyncer{dir: opts.Dir}
 	}
 	if !opts.InMemory && opts.MinFreeBytes >= 0 {
 		if opts.MinFreeBytes == 0 {
@@ -109,6 +111,9 @@ func Open(opts Options) (*DB, error) {
 func (s *DB) Close() error {
 	if s.guard != nil {
 		s.guard.close()
+	}
+	if s.syncer.wal != nil {
+		s.syncer.wal.close()
 	}
 	return s.bdb.Close()
 }

@@ -1,9 +1,10 @@
 package store
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
-	"slices"
+	"strconv"
 	"strings"
 	"sync"
 )
@@ -21,27 +22,65 @@ import (
 //
 // Values are far below Badger's value threshold (1 MiB), so everything
 // lives in the memtable logs; the value log is never written.
+//
+// Listing the directory on every group sync cost a ReadDir of a directory
+// holding every table (hundreds at a million customers) on the hot path
+// of every synced end. Badger numbers memtable files in sequence
+// (00001.mem, 00002.mem, ...), so the syncer keeps the ones it knows open
+// and lists the directory again only when the next number appears.
 type walSyncer struct {
-	dir  string
-	mu   sync.Mutex
-	seen map[string]bool
+	dir   string
+	mu    sync.Mutex
+	files map[string]*os.File
+	next  string // the memtable file Badger creates next
 }
 
 func (w *walSyncer) sync() error {
 	w.mu.Lock()
 	defer w.mu.Unlock()
+	if w.files == nil || w.exists(w.next) {
+		if err := w.relist(); err != nil {
+			return err
+		}
+	}
+	for _, f := range w.files {
+		// A file Badger has flushed to a table and removed meanwhile
+		// still syncs through its open handle, harmlessly.
+		if err := f.Sync(); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (w *walSyncer) exists(name string) bool {
+	_, err := os.Lstat(filepath.Join(w.dir, name))
+	return err == nil
+}
+
+// relist opens the memtable files that appeared, closes those that went,
+// and makes the names of new ones durable.
+func (w *walSyncer) relist() error {
 	ents, err := os.ReadDir(w.dir)
 	if err != nil {
 		return err
 	}
-	var mems []string
-	for _, e := range ents {
-		if strings.HasSuffix(e.Name(), ".mem") {
-			mems = append(mems, e.Name())
-		}
+	if w.files == nil {
+		w.files = map[string]*os.File{}
 	}
-	newFile := false
-	for _, name := range mems {
+	seen := map[string]bool{}
+	maxID, added := 0, false
+	for _, e := range ents {
+		name := e.Name()
+		id, ok := memID(name)
+		if !ok {
+			continue
+		}
+		seen[name] = true
+		maxID = max(maxID, id)
+		if w.files[name] != nil {
+			continue
+		}
 		f, err := os.Open(filepath.Join(w.dir, name))
 		if err != nil {
 			if os.IsNotExist(err) {
@@ -49,16 +88,17 @@ func (w *walSyncer) sync() error {
 			}
 			return err
 		}
-		err = f.Sync()
-		f.Close()
-		if err != nil {
-			return err
-		}
-		if !w.seen[name] {
-			newFile = true
+		w.files[name] = f
+		added = true
+	}
+	for name, f := range w.files {
+		if !seen[name] {
+			f.Close()
+			delete(w.files, name)
 		}
 	}
-	if newFile {
+	w.next = fmt.Sprintf("%05d.mem", maxID+1)
+	if added {
 		// A memtable created since the last sync: make its name durable.
 		d, err := os.Open(w.dir)
 		if err != nil {
@@ -70,13 +110,24 @@ func (w *walSyncer) sync() error {
 			return err
 		}
 	}
-	for name := range w.seen {
-		if !slices.Contains(mems, name) {
-			delete(w.seen, name)
-		}
-	}
-	for _, name := range mems {
-		w.seen[name] = true
-	}
 	return nil
+}
+
+// close releases the open memtable files.
+func (w *walSyncer) close() {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	for name, f := range w.files {
+		f.Close()
+		delete(w.files, name)
+	}
+}
+
+func memID(name string) (int, bool) {
+	base, ok := strings.CutSuffix(name, ".mem")
+	if !ok {
+		return 0, false
+	}
+	id, err := strconv.Atoi(base)
+	return id, err == nil && id >= 0
 }

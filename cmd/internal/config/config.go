@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/url"
 	"os"
 	"reflect"
 	"regexp"
@@ -18,13 +19,16 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/sticky-cc/sticky/core"
+	"github.com/sticky-cc/sticky/core/api"
+	"github.com/sticky-cc/sticky/core/redact"
 )
 
 // Config is every setting of a bridge process.
 type Config struct {
 	DataDir           string        `yaml:"data_dir" env:"STICKY_DATA_DIR" flag:"data-dir" help:"Badger directory"`
 	HTTPAddr          string        `yaml:"http_addr" env:"STICKY_HTTP_ADDR" flag:"http-addr" help:"HTTP API, adapters and desktop listen address (port 0 picks one)"`
-	APIKeys           []string      `yaml:"api_keys" env:"STICKY_API_KEYS" flag:"api-keys" help:"comma-separated API keys; none: loopback only" secret:"true"`
+	APIKeys           []string      `yaml:"api_keys" env:"STICKY_API_KEYS" flag:"api-keys" help:"comma-separated API keys, each a plain key (every scope) or name:scope+scope:secret (scopes ingest, calls, read, admin); none: loopback only" secret:"true"`
+	APIKeysFile       string        `yaml:"api_keys_file" env:"STICKY_API_KEYS_FILE" flag:"api-keys-file" help:"YAML list of API keys, each {name, key or sha256, scopes}"`
 	RatePerSecond     float64       `yaml:"rate_per_second" env:"STICKY_RATE_PER_SECOND" flag:"rate-per-second" help:"requests per second allowed per API key"`
 	DefaultRegion     string        `yaml:"default_region" env:"STICKY_DEFAULT_REGION" flag:"default-region" help:"region for numbers without a country code"`
 	EncryptionKeyFile string        `yaml:"encryption_key_file" env:"STICKY_ENCRYPTION_KEY_FILE" flag:"encryption-key-file" help:"file holding a 16, 24 or 32 byte AES key (raw, hex or base64) for encryption at rest"`
@@ -34,12 +38,19 @@ type Config struct {
 	ShutdownTimeout   time.Duration `yaml:"shutdown_timeout" env:"STICKY_SHUTDOWN_TIMEOUT" flag:"shutdown-timeout" help:"how long SIGTERM waits for in-flight work"`
 	VariableTTL       time.Duration `yaml:"variable_ttl" env:"STICKY_VARIABLE_TTL" flag:"variable-ttl" help:"default lifetime of variables"`
 	IntentWindow      time.Duration `yaml:"intent_window" env:"STICKY_INTENT_WINDOW" flag:"intent-window" help:"unresolved intents expire after this long without contact"`
+	AccessRetention   time.Duration `yaml:"access_retention" env:"STICKY_ACCESS_RETENTION" flag:"access-retention" help:"how long the access log (who saw which customer) keeps its records"`
 	StatsWindow       time.Duration `yaml:"stats_window" env:"STICKY_STATS_WINDOW" flag:"stats-window" help:"window of the cross-channel figures exported as metrics"`
 	StatsEvery        time.Duration `yaml:"stats_every" env:"STICKY_STATS_EVERY" flag:"stats-every" help:"how often those figures are recomputed (they scan the store)"`
 	MinFreeMiB        float64       `yaml:"min_free_mib" env:"STICKY_MIN_FREE_MIB" flag:"min-free-mib" help:"refuse writes (503) while the data disk has less free space than this many MiB"`
+	PprofAddr         string        `yaml:"pprof_addr" env:"STICKY_PPROF_ADDR" flag:"pprof-addr" help:"serve Go's pprof profiles on this loopback address (port 0 picks one); empty: off"`
 
-	Identity Identity `yaml:"identity"`
-	Adapters Adapters `yaml:"adapters"`
+	// Keys are the API keys of APIKeys and APIKeysFile, checked by Load.
+	Keys []api.Key `yaml:"-"`
+
+	Identity  Identity  `yaml:"identity"`
+	Adapters  Adapters  `yaml:"adapters"`
+	Cluster   Cluster   `yaml:"cluster"`
+	Redaction Redaction `yaml:"redaction"`
 
 	NATS NATS `yaml:"nats"`
 	ARI  ARI  `yaml:"ari"`
@@ -64,10 +75,29 @@ type NATS struct {
 	WSAllowedOrigins []string `yaml:"ws_allowed_origins" env:"STICKY_NATS_WS_ALLOWED_ORIGINS" flag:"nats-ws-allowed-origins" help:"page origins allowed to open the NATS websocket (default: any; agents must still sign in)"`
 	// PopRetention is how long pops stay in the stream for late desktops.
 	PopRetention time.Duration `yaml:"pop_retention" env:"STICKY_POP_RETENTION" flag:"pop-retention" help:"how long pops are kept for desktops that connect late"`
+	// ServerName, ClusterAddr and Routes let the embedded servers of
+	// several nodes form one NATS cluster, so that a clustered Sticky needs
+	// no NATS of its own.
+	ServerName  string   `yaml:"server_name" env:"STICKY_NATS_SERVER_NAME" flag:"nats-server-name" help:"embedded NATS server name, unique in its NATS cluster (default: host name and cluster port)"`
+	ClusterAddr string   `yaml:"cluster_addr" env:"STICKY_NATS_CLUSTER_ADDR" flag:"nats-cluster-addr" help:"embedded NATS route listener for other nodes' servers (empty: not clustered)"`
+	Routes      []string `yaml:"routes" env:"STICKY_NATS_ROUTES" flag:"nats-routes" help:"comma-separated nats-route://host:port of the other nodes' embedded servers"`
 	// Agents are the desktop logins of the embedded server.
 	Agents []Agent `yaml:"agents"`
 	// AgentsFile holds agents as YAML (a list), so passwords stay out of the main file.
 	AgentsFile string `yaml:"agents_file" env:"STICKY_AGENTS_FILE" flag:"agents-file" help:"YAML list of agent logins for the desktop"`
+}
+
+// Cluster makes several nodes share one customer memory, replicated by
+// NATS JetStream.
+type Cluster struct {
+	Name     string `yaml:"name" env:"STICKY_CLUSTER" flag:"cluster" help:"name of the shared memory: nodes with the same name on the same NATS share it (empty: a standalone node)"`
+	Replicas int    `yaml:"replicas" env:"STICKY_CLUSTER_REPLICAS" flag:"cluster-replicas" help:"copies JetStream keeps of the shared memory (3; 1 for a single NATS server)"`
+	MaxLag   int    `yaml:"max_lag" env:"STICKY_CLUSTER_MAX_LAG" flag:"cluster-max-lag" help:"log entries a node may be behind and still report ready"`
+	// SnapshotEvery and KeepEntries bound the stream: a snapshot of the
+	// memory is stored this often, and the stream keeps only the entries
+	// after it plus KeepEntries.
+	SnapshotEvery time.Duration `yaml:"snapshot_every" env:"STICKY_CLUSTER_SNAPSHOT_EVERY" flag:"cluster-snapshot-every" help:"how often a snapshot of the shared memory is stored (new nodes start from it)"`
+	KeepEntries   int           `yaml:"keep_entries" env:"STICKY_CLUSTER_KEEP_ENTRIES" flag:"cluster-keep-entries" help:"entries the stream keeps before the latest snapshot"`
 }
 
 // Agent is one desktop login.
@@ -133,6 +163,17 @@ type Adapters struct {
 	TicketPattern string        `yaml:"ticket_pattern" env:"STICKY_TICKET_PATTERN" flag:"ticket-pattern" help:"regular expression finding a ticket id in an email subject (first group is the id)"`
 }
 
+// Redaction configures what is taken out of every channel's free text
+// before it is stored, replicated, logged or popped.
+type Redaction struct {
+	Enabled  bool     `yaml:"enabled" env:"STICKY_REDACT" flag:"redact" help:"redact card numbers, security codes, expiry dates, SSNs and IBANs from free text before it is stored (true or false)"`
+	Patterns Patterns `yaml:"patterns" env:"STICKY_REDACT_PATTERNS" flag:"-" help:"your own regular expressions to redact, one per line"`
+}
+
+// Patterns are regular expressions. In the environment they are one per
+// line, not comma-separated: commas belong to regular expressions (\d{3,4}).
+type Patterns []string
+
 // ARI configures the Asterisk bridge.
 type ARI struct {
 	URL      string        `yaml:"url" env:"STICKY_ARI_URL" flag:"ari-url" help:"Asterisk ARI base URL"`
@@ -173,11 +214,14 @@ func Defaults() Config {
 		ShutdownTimeout: 15 * time.Second,
 		VariableTTL:     30 * 24 * time.Hour,
 		IntentWindow:    30 * 24 * time.Hour,
+		AccessRetention: 365 * 24 * time.Hour,
 		StatsWindow:     24 * time.Hour,
 		StatsEvery:      5 * time.Minute,
 		MinFreeMiB:      256,
 		Identity:        IdentityOf(core.DefaultModel()),
 		Adapters:        Adapters{ReplayWindow: 5 * time.Minute, TicketPattern: `\[([A-Z][A-Z0-9]*-\d+)\]`},
+		Cluster:         Cluster{Replicas: 3, MaxLag: 1000, SnapshotEvery: time.Hour, KeepEntries: 10000},
+		Redaction:       Redaction{Enabled: true},
 		NATS: NATS{
 			Addr:         "127.0.0.1:4222",
 			WSAddr:       "127.0.0.1:4223",
@@ -268,6 +312,9 @@ func Load(name string, args []string, getenv func(string) string, stderr io.Writ
 		}
 		cfg.NATS.Agents = append(cfg.NATS.Agents, agents...)
 	}
+	if err := cfg.loadKeys(); err != nil {
+		return cfg, err
+	}
 	return cfg, cfg.Validate()
 }
 
@@ -302,6 +349,20 @@ func setValue(v reflect.Value, s, setting string) error {
 			}
 		}
 		v.Set(reflect.ValueOf(out))
+	case Patterns:
+		var out Patterns
+		for _, p := range strings.Split(s, "\n") {
+			if p = strings.TrimSpace(p); p != "" {
+				out = append(out, p)
+			}
+		}
+		v.Set(reflect.ValueOf(out))
+	case bool:
+		b, err := strconv.ParseBool(s)
+		if err != nil {
+			return &Error{setting, fmt.Sprintf("%q is not true or false", s)}
+		}
+		v.SetBool(b)
 	case time.Duration:
 		d, err := time.ParseDuration(s)
 		if err != nil || d < 0 {
@@ -342,6 +403,13 @@ func (c Config) Validate() error {
 			return &Error{a.setting, fmt.Sprintf("%q is not host:port (e.g. 127.0.0.1:8080; port 0 picks a free one)", a.addr)}
 		}
 	}
+	if c.PprofAddr != "" {
+		host, port, err := net.SplitHostPort(c.PprofAddr)
+		ip := net.ParseIP(host)
+		if err != nil || !validPort(port) || (host != "localhost" && (ip == nil || !ip.IsLoopback())) {
+			return &Error{"STICKY_PPROF_ADDR (pprof_addr)", fmt.Sprintf("%q must be a loopback host:port such as 127.0.0.1:6060 (profiles reveal the process's internals)", c.PprofAddr)}
+		}
+	}
 	if c.ESL.ListenAddr != "" {
 		if _, port, err := net.SplitHostPort(c.ESL.ListenAddr); err != nil || !validPort(port) {
 			return &Error{"STICKY_ESL_LISTEN_ADDR (esl.listen_addr)", fmt.Sprintf("%q is not host:port", c.ESL.ListenAddr)}
@@ -354,11 +422,47 @@ func (c Config) Validate() error {
 		}
 		return &Error{"identity", err.Error()}
 	}
+	if c.Cluster.Name != "" && !clusterName.MatchString(c.Cluster.Name) {
+		return &Error{"STICKY_CLUSTER (cluster.name)", fmt.Sprintf("%q must be 1-64 letters, digits, '_' or '-'", c.Cluster.Name)}
+	}
+	if r := c.Cluster.Replicas; r < 1 || r > 5 {
+		return &Error{"STICKY_CLUSTER_REPLICAS (cluster.replicas)", "must be from 1 to 5"}
+	}
+	if c.Cluster.SnapshotEvery < time.Minute {
+		return &Error{"STICKY_CLUSTER_SNAPSHOT_EVERY (cluster.snapshot_every)", "must be at least 1m"}
+	}
+	if c.Cluster.KeepEntries < 0 {
+		return &Error{"STICKY_CLUSTER_KEEP_ENTRIES (cluster.keep_entries)", "must not be negative"}
+	}
+	if c.Cluster.MaxLag < 1 {
+		return &Error{"STICKY_CLUSTER_MAX_LAG (cluster.max_lag)", "must be at least 1"}
+	}
+	if c.NATS.ClusterAddr != "" {
+		if _, port, err := net.SplitHostPort(c.NATS.ClusterAddr); err != nil || !validPort(port) {
+			return &Error{"STICKY_NATS_CLUSTER_ADDR (nats.cluster_addr)", fmt.Sprintf("%q is not host:port (e.g. 0.0.0.0:6222)", c.NATS.ClusterAddr)}
+		}
+		if c.NATS.URL != "" {
+			return &Error{"STICKY_NATS_CLUSTER_ADDR (nats.cluster_addr)", "clusters the embedded server, but STICKY_NATS_URL points at an external NATS"}
+		}
+	}
+	if len(c.NATS.Routes) > 0 && c.NATS.ClusterAddr == "" {
+		return &Error{"STICKY_NATS_ROUTES (nats.routes)", "needs STICKY_NATS_CLUSTER_ADDR: the embedded server must listen for routes too"}
+	}
+	for _, r := range c.NATS.Routes {
+		if u, err := url.Parse(r); err != nil || (u.Scheme != "nats-route" && u.Scheme != "nats") || u.Port() == "" {
+			return &Error{"STICKY_NATS_ROUTES (nats.routes)", fmt.Sprintf("%q is not nats-route://host:port", r)}
+		}
+	}
 	if c.MinFreeMiB < 0 {
 		return &Error{"STICKY_MIN_FREE_MIB (min_free_mib)", "must not be negative (0 turns the check off)"}
 	}
 	if _, err := regexp.Compile(c.Adapters.TicketPattern); err != nil {
 		return &Error{"STICKY_TICKET_PATTERN (adapters.ticket_pattern)", "is not a regular expression: " + err.Error()}
+	}
+	for i, p := range c.Redaction.Patterns {
+		if err := redact.CheckPattern(p); err != nil {
+			return &Error{fmt.Sprintf("STICKY_REDACT_PATTERNS (redaction.patterns[%d])", i), fmt.Sprintf("%q %v", p, err)}
+		}
 	}
 	switch c.LogFormat {
 	case "text", "json":
@@ -386,6 +490,9 @@ func (c Config) Validate() error {
 	}
 	if c.IntentWindow <= 0 {
 		return &Error{"STICKY_INTENT_WINDOW (intent_window)", "must be above 0"}
+	}
+	if c.AccessRetention < time.Hour {
+		return &Error{"STICKY_ACCESS_RETENTION (access_retention)", "must be at least 1h"}
 	}
 	if c.NATS.PopRetention < time.Second {
 		return &Error{"STICKY_POP_RETENTION (nats.pop_retention)", "must be at least 1s"}
@@ -422,6 +529,8 @@ func identitySetting(yamlName string) string {
 	}
 	return "identity." + yamlName
 }
+
+var clusterName = regexp.MustCompile(`^[A-Za-z0-9_-]{1,64}$`)
 
 func validPort(p string) bool {
 	n, err := strconv.Atoi(p)

@@ -64,7 +64,13 @@ func TestBadSettingsNameTheSetting(t *testing.T) {
 		{nil, map[string]string{"STICKY_IDENTITY_SHARED_CAP": "500"}, "STICKY_IDENTITY_SHARED_CAP"},
 		{nil, map[string]string{"STICKY_IDENTITY_SHARED_CAP": "many"}, "STICKY_IDENTITY_SHARED_CAP"},
 		{nil, map[string]string{"STICKY_MIN_FREE_MIB": "-1"}, "STICKY_MIN_FREE_MIB"},
+		{nil, map[string]string{"STICKY_PPROF_ADDR": "0.0.0.0:6060"}, "STICKY_PPROF_ADDR"},
+		{nil, map[string]string{"STICKY_PPROF_ADDR": "example.com:6060"}, "STICKY_PPROF_ADDR"},
 		{nil, map[string]string{"STICKY_TICKET_PATTERN": "[TKT-("}, "STICKY_TICKET_PATTERN"},
+		{nil, map[string]string{"STICKY_REDACT_PATTERNS": `ACCT-\d{6}` + "\n(M-"}, "redaction.patterns[1]"},
+		{nil, map[string]string{"STICKY_REDACT_PATTERNS": ".*"}, "STICKY_REDACT_PATTERNS"},
+		{nil, map[string]string{"STICKY_REDACT_PATTERNS": `[a-z ]+`}, "STICKY_REDACT_PATTERNS"},
+		{nil, map[string]string{"STICKY_REDACT": "maybe"}, "STICKY_REDACT"},
 		{[]string{"-log-format", "xml"}, nil, "log_format"},
 		{[]string{"-rate-per-second", "x"}, nil, "-rate-per-second"},
 		{[]string{"-config", bad}, nil, "http_adr"},
@@ -74,5 +80,27 @@ func TestBadSettingsNameTheSetting(t *testing.T) {
 		if err == nil || !strings.Contains(err.Error(), tc.want) || strings.Contains(err.Error(), "\n") {
 			t.Errorf("%v %v: %v, want one line naming %s", tc.args, tc.env, err, tc.want)
 		}
+	}
+}
+
+func TestRedactionIsOnByDefaultAndTakesPatterns(t *testing.T) {
+	cfg, err := Load("t", nil, env(nil), io.Discard)
+	if err != nil || !cfg.Redaction.Enabled || len(cfg.Redaction.Patterns) != 0 {
+		t.Fatalf("defaults: %v %+v", err, cfg.Redaction)
+	}
+	// one pattern per line in the environment: the comma is the pattern's
+	cfg, err = Load("t", nil, env(map[string]string{"STICKY_REDACT": "false", "STICKY_REDACT_PATTERNS": "ACCT-\\d{6,8}\n\n M-\\d+ "}), io.Discard)
+	if err != nil || cfg.Redaction.Enabled || strings.Join(cfg.Redaction.Patterns, "|") != `ACCT-\d{6,8}|M-\d+` {
+		t.Fatalf("from the environment: %v %+v", err, cfg.Redaction)
+	}
+	file := filepath.Join(t.TempDir(), "sticky.yaml")
+	os.WriteFile(file, []byte("redaction:\n  enabled: true\n  patterns:\n    - 'ACCT-\\d{6}'\n    - '(?i)passport\\s*[A-Z0-9]{9}'\n"), 0o600)
+	cfg, err = Load("t", []string{"-config", file}, env(nil), io.Discard)
+	if err != nil || !cfg.Redaction.Enabled || len(cfg.Redaction.Patterns) != 2 || cfg.Redaction.Patterns[1] != `(?i)passport\s*[A-Z0-9]{9}` {
+		t.Fatalf("from YAML: %v %+v", err, cfg.Redaction)
+	}
+	os.WriteFile(file, []byte("redaction:\n  patterns: ['.+']\n"), 0o600)
+	if _, err := Load("t", []string{"-config", file}, env(nil), io.Discard); err == nil || !strings.Contains(err.Error(), "redaction.patterns[0]") {
+		t.Fatalf("a pattern matching everything: %v", err)
 	}
 }

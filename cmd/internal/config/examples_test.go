@@ -64,12 +64,15 @@ func common(t *testing.T, c config.Config) {
 	check(t, "shutdown_timeout", c.ShutdownTimeout, 15*time.Second)
 	check(t, "variable_ttl", c.VariableTTL, 30*24*time.Hour)
 	check(t, "intent_window", c.IntentWindow, 30*24*time.Hour)
+	check(t, "access_retention", c.AccessRetention, 365*24*time.Hour)
 	check(t, "stats_window", c.StatsWindow, 24*time.Hour)
 	check(t, "stats_every", c.StatsEvery, 5*time.Minute)
 	check(t, "min_free_mib", c.MinFreeMiB, 256)
+	check(t, "pprof_addr", c.PprofAddr, "")
 	// the documented values are the defaults
 	check(t, "identity", fmt.Sprintf("%+v", c.Identity), fmt.Sprintf("%+v", config.Defaults().Identity))
 	check(t, "adapters", fmt.Sprintf("%+v", c.Adapters), fmt.Sprintf("%+v", config.Defaults().Adapters))
+	check(t, "redaction", fmt.Sprintf("%+v", c.Redaction), fmt.Sprintf("%+v", config.Defaults().Redaction))
 	check(t, "nats.url", c.NATS.URL, "")
 	check(t, "nats.addr", c.NATS.Addr, "127.0.0.1:4222")
 	check(t, "nats.ws_addr", c.NATS.WSAddr, "0.0.0.0:4223")
@@ -116,13 +119,15 @@ func TestESLBridgeExampleLoads(t *testing.T) {
 func TestComposeEnvironmentOverridesTheExamples(t *testing.T) {
 	env := map[string]string{
 		"STICKY_API_KEYS":     "k1, k2",
-		"STICKY_NATS_URL":     "nats://nats:4222",
+		"STICKY_NATS_URL":     "nats://nats1:4222,nats://nats2:4222,nats://nats3:4222",
+		"STICKY_CLUSTER":      "demo",
 		"STICKY_ARI_PASSWORD": "from-env",
 		"STICKY_ESL_PASSWORD": "also-from-env",
 	}
 	a := load(t, "ari-bridge", "ari-bridge.yaml", env)
 	check(t, "api keys", strings.Join(a.APIKeys, ","), "k1,k2")
-	check(t, "nats url", a.NATS.URL, "nats://nats:4222")
+	check(t, "nats url", a.NATS.URL, "nats://nats1:4222,nats://nats2:4222,nats://nats3:4222")
+	check(t, "cluster", a.Cluster.Name, "demo")
 	check(t, "ari password", a.ARI.Password, "from-env")
 	e := load(t, "esl-bridge", "esl-bridge.yaml", env)
 	check(t, "esl password", e.ESL.Password, "also-from-env")

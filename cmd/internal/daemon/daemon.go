@@ -64,6 +64,10 @@ func Command(ctx context.Context, name string, args []string, getenv func(string
 		switch args[0] {
 		case "backup", "restore", "rotate-key":
 			return storeCommand(ctx, name, args[0], args[1:], getenv, stdout, stderr)
+		case "redact":
+			return redactCommand(ctx, name, args[1:], getenv, stderr)
+		case "import": // import.go
+			return importCommand(ctx, name, args[1:], getenv, stderr)
 		case "hash-password":
 			return HashPassword(os.Stdin, stdout, stderr)
 		}
@@ -150,6 +154,13 @@ func Run(ctx context.Context, name string, cfg config.Config, attach Attach, log
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 		return fmt.Errorf("data dir: %w", err)
 	}
+	if cfg.PprofAddr != "" {
+		stop, err := servePprof(cfg.PprofAddr, log)
+		if err != nil {
+			return err
+		}
+		defer stop()
+	}
 	minFree := int64(cfg.MinFreeMiB * (1 << 20))
 	if minFree == 0 {
 		minFree = -1 // off
@@ -167,12 +178,27 @@ func Run(ctx context.Context, name string, cfg config.Config, attach Attach, log
 	}()
 
 	m := newMetrics()
+	mem, err := newMemory(cfg, key, log)
+	if err != nil {
+		return err
+	}
+	var shared core.Log
+	if mem != nil {
+		shared = mem
+	}
+	redactor, err := newRedactor(cfg, log)
+	if err != nil {
+		return err
+	}
+	m.Register(newStoreCollector(db.Health))
 	engine := core.New(core.Options{
-		Store: db, DefaultRegion: cfg.DefaultRegion, Logger: log, Observer: m,
+		Store: db, DefaultRegion: cfg.DefaultRegion, Logger: log, Observer: m, Log: shared, Redactor: redactor,
 		VariableTTL: cfg.VariableTTL, IntentWindow: cfg.IntentWindow,
+		Node: nodeName(cfg), AccessRetention: cfg.AccessRetention,
 		Model: cfg.Identity.Model(),
 	})
-	srv := api.New(api.Options{Engine: engine, Keys: cfg.APIKeys, RatePerSecond: cfg.RatePerSecond, Logger: log})
+	m.Register(accessDropped(engine))
+	srv := api.New(api.Options{Engine: engine, NamedKeys: cfg.Keys, RatePerSecond: cfg.RatePerSecond, Logger: log})
 	if err := srv.CheckAddr(cfg.HTTPAddr); err != nil {
 		return &config.Error{Setting: "STICKY_HTTP_ADDR (http_addr)", Problem: err.Error()}
 	}
@@ -201,10 +227,22 @@ func Run(ctx context.Context, name string, cfg config.Config, attach Attach, log
 			}
 		}()
 	}
-	goRun("sweeper", engine.Run)
-	sc := newStatsCollector(engine, cfg.StatsWindow, cfg.StatsEvery, log)
-	m.Register(sc)
-	goRun("statistics", sc.run)
+	// The access log's writer has its own context: it stops after the
+	// HTTP server and, standalone, after the PBX too, so that it writes
+	// what they recorded; clustered, before NATS closes, which it needs.
+	accCtx, stopAccess := context.WithCancel(context.Background())
+	accDone := make(chan error, 1)
+	go func() { accDone <- engine.RunAccessLog(accCtx) }()
+	var accOnce sync.Once
+	flushAccess := func() {
+		accOnce.Do(func() {
+			stopAccess()
+			if err := <-accDone; err != nil {
+				log.Warn("access log: the last records were not written", "err", err)
+			}
+		})
+	}
+	defer flushAccess()
 
 	var popper core.Popper = m.pops(nil)
 	pops, err := startPops(runCtx, cfg, engine, srv, log, m.count)
@@ -212,9 +250,21 @@ func Run(ctx context.Context, name string, cfg config.Config, attach Attach, log
 		return err
 	}
 	if pops != nil {
-		popper = m.pops(pops.popper)
+		popper = m.pops(engine.RecordPops(pops.popper))
 		goRun("screen-pops", pops.run)
 	}
+	if mem != nil {
+		follow, err := joinMemory(runCtx, cfg, mem, engine, pops)
+		if err != nil {
+			return err
+		}
+		goRun("shared memory", follow)
+	}
+	mountCluster(cfg, mem, engine, srv, m)
+	goRun("sweeper", engine.Run)
+	sc := newStatsCollector(engine, cfg.StatsWindow, cfg.StatsEvery, log)
+	m.Register(sc)
+	goRun("statistics", sc.run)
 	if err := mountAdapters(cfg, engine, srv, log); err != nil {
 		return err
 	}
@@ -259,6 +309,9 @@ func Run(ctx context.Context, name string, cfg config.Config, attach Attach, log
 	if err := hs.Shutdown(sctx); err != nil {
 		log.Warn("http shutdown", "err", err)
 	}
+	if mem != nil {
+		flushAccess()
+	}
 	cancel()
 	done := make(chan struct{})
 	go func() { wg.Wait(); close(done) }()
@@ -267,5 +320,6 @@ func Run(ctx context.Context, name string, cfg config.Config, attach Attach, log
 	case <-sctx.Done():
 		log.Warn("components did not stop within the shutdown deadline")
 	}
+	flushAccess()
 	return runErr
 }

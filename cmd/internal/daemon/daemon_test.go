@@ -8,7 +8,9 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -94,7 +96,9 @@ func TestProcessServesHealthMetricsAndShutsDown(t *testing.T) {
 		t.Fatalf("end %d %s", code, body)
 	}
 	_, metrics := get(t, "http://"+addr+"/metrics")
-	for _, want := range []string{`sticky_ends_total{channel="chat"} 1`, "sticky_resolve_seconds_bucket", "sticky_pbx_connected 0"} {
+	for _, want := range []string{`sticky_ends_total{channel="chat"} 1`, "sticky_resolve_seconds_bucket", "sticky_pbx_connected 0",
+		"sticky_store_l0_tables 0", "sticky_store_lsm_bytes ", "sticky_store_vlog_bytes ", "sticky_store_compactions_running 0",
+		"sticky_store_block_cache_hit_ratio ", "sticky_store_disk_free_bytes ", `sticky_store_level_tables{level="0"} 0`, `sticky_store_level_bytes{level="6"} 0`} {
 		if !strings.Contains(metrics, want) {
 			t.Errorf("metrics lack %q", want)
 		}
@@ -197,4 +201,58 @@ func TestAdaptersAreServedByTheProcess(t *testing.T) {
 	if code != 200 || !strings.Contains(body, "chat_session_1") || !strings.Contains(body, "refund_status") {
 		t.Fatalf("start after a chat: %d %s", code, body)
 	}
+}
+
+// Profiles are served only when asked for, on their own loopback listener,
+// never on the API's address.
+func TestPprofIsOptInAndSeparate(t *testing.T) {
+	var logs syncBuffer
+	cfg, err := config.Load("test", nil, func(k string) string {
+		return map[string]string{"STICKY_HTTP_ADDR": "127.0.0.1:0", "STICKY_NATS_ADDR": "127.0.0.1:0", "STICKY_NATS_WS_ADDR": "127.0.0.1:0",
+			"STICKY_DATA_DIR": t.TempDir(), "STICKY_PPROF_ADDR": "127.0.0.1:0"}[k]
+	}, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	addr := make(chan string, 1)
+	done := make(chan error, 1)
+	go func() { done <- Run(ctx, "test", cfg, noPBX, NewLogger(cfg, &logs), func(a Addrs) { addr <- a.HTTP }) }()
+	var api string
+	select {
+	case api = <-addr:
+	case err := <-done:
+		t.Fatalf("run: %v", err)
+	}
+	defer func() { cancel(); <-done }()
+	m := regexp.MustCompile(`msg="pprof listening" addr=(\S+)`).FindStringSubmatch(logs.String())
+	if m == nil {
+		t.Fatalf("no pprof address logged:\n%s", logs.String())
+	}
+	if code, body := get(t, "http://"+m[1]+"/debug/pprof/"); code != 200 || !strings.Contains(body, "goroutine") {
+		t.Fatalf("pprof index: %d", code)
+	}
+	if code, _ := get(t, "http://"+api+"/debug/pprof/"); code == 200 {
+		t.Fatal("pprof served on the API address")
+	}
+	if config.Defaults().PprofAddr != "" {
+		t.Fatal("pprof is on by default")
+	}
+}
+
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }

@@ -3,6 +3,7 @@ package daemon
 import (
 	"context"
 	"flag"
+	"github.com/nats-io/nats.go"
 	"log/slog"
 	"net/http"
 	"net/url"
@@ -22,6 +23,7 @@ var flag_ErrHelp = flag.ErrHelp
 type popService struct {
 	popper core.Popper
 	run    func(context.Context) error
+	conn   *nats.Conn
 }
 
 // startPops starts screen-pop delivery over NATS (embedded or external),
@@ -39,6 +41,11 @@ func startPops(ctx context.Context, cfg config.Config, e *core.Engine, srv *api.
 		CredsFile: n.CredsFile, Token: n.Token, User: n.User, Password: n.Password,
 		TLSCA: n.TLSCA, TLSCert: n.TLSCert, TLSKey: n.TLSKey,
 		Retention: n.PopRetention, Agents: agents, Calls: e, Logger: log, Count: count,
+		ServerName: n.ServerName, ClusterAddr: n.ClusterAddr, Routes: n.Routes,
+		ClusterName: "sticky-" + cfg.Cluster.Name, Replicas: popReplicas(cfg),
+		// One copy of a clustered memory is durable only if JetStream
+		// syncs it; with more, the other copies are what keeps it.
+		SyncAlways: cfg.Cluster.Name != "" && cfg.Cluster.Replicas == 1,
 	})
 	if err != nil {
 		return nil, &config.Error{Setting: "nats", Problem: err.Error()}
@@ -54,7 +61,16 @@ func startPops(ctx context.Context, cfg config.Config, e *core.Engine, srv *api.
 	srv.HandlePublic("GET /desktop/", svc.Desktop())
 	srv.HandlePublic("GET /desktop", http.RedirectHandler("/desktop/", http.StatusMovedPermanently))
 	srv.AddReadiness("screen-pops", true, svc.Ready)
-	return &popService{popper: svc, run: svc.Run}, nil
+	return &popService{popper: svc, run: svc.Run, conn: svc.Conn()}, nil
+}
+
+// popReplicas keeps the pops of a clustered node on as many servers as the
+// shared memory, so that losing one server loses no pop.
+func popReplicas(cfg config.Config) int {
+	if cfg.Cluster.Name != "" {
+		return cfg.Cluster.Replicas
+	}
+	return 1
 }
 
 // redactURL drops credentials from NATS server URLs before they are logged.
