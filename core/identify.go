@@ -63,14 +63,17 @@ const (
 
 // identifyCmd is everything applyIdentify needs: applying it to the same
 // store gives the same result on every node.
+// In a cluster it travels in the shared log's command (replicate.go), which
+// carries Now and NewRef as its own Now and Ref.
 type identifyCmd struct {
-	CallID string
-	Ref    string // the customer decided about ("" with NewRef)
-	Not    bool
-	NewRef string // create this customer for the caller
-	Agent  string
-	By     string
-	Now    time.Time
+	CallID string    `json:"call_id"`
+	Ref    string    `json:"customer_ref,omitempty"` // the customer decided about ("" with NewRef)
+	Not    bool      `json:"not,omitempty"`
+	New    bool      `json:"new_customer,omitempty"` // NewRef is to be set (from the command's Ref)
+	NewRef string    `json:"-"`                      // create this customer for the caller
+	Agent  string    `json:"agent,omitempty"`
+	By     string    `json:"by,omitempty"`
+	Now    time.Time `json:"-"`
 }
 
 // Desk is what agent desktops add to Calls: which agent a call was popped
@@ -135,26 +138,42 @@ func (e *Engine) Identify(ctx context.Context, req IdentifyRequest) (*IdentifyRe
 	if err := ctx.Err(); err != nil {
 		return nil, &Error{Code: CodeUnavailable, Message: "request cancelled"}
 	}
-	c := identifyCmd{CallID: req.CallID, Ref: req.CustomerRef, Not: req.Not, Agent: req.Agent, By: req.By, Now: e.now()}
+	c := identifyCmd{CallID: req.CallID, Ref: req.CustomerRef, Not: req.Not, New: req.NewCustomer, Agent: req.Agent, By: req.By}
 	if c.By == "" {
 		c.By = "api"
 	}
-	if req.NewCustomer {
-		c.NewRef = e.opts.NewRef()
-	}
 	var res *IdentifyResult
-	err := e.db.Update(func(t *store.Txn) error {
-		var err error
-		res, err = e.applyIdentify(t, c)
-		return err
-	})
-	if err == nil {
-		err = e.db.Sync() // a decision someone made must not be lost
-	}
-	if err != nil {
-		return nil, storeErr(err)
+	if e.rep != nil {
+		out, err := e.replicate(ctx, &command{Op: opIdentify, Identify: &c})
+		if err != nil {
+			return nil, err
+		}
+		res = out.(*IdentifyResult)
+	} else {
+		c.Now = e.now()
+		if c.New {
+			c.NewRef = e.opts.NewRef()
+		}
+		err := e.db.Update(func(t *store.Txn) error {
+			var err error
+			res, err = e.applyIdentify(t, c)
+			return err
+		})
+		if err == nil {
+			err = e.db.Sync() // a decision someone made must not be lost
+		}
+		if err != nil {
+			return nil, storeErr(err)
+		}
 	}
 	e.log.Info("caller identified", "call_id", c.CallID, "decision", res.Decision, "customer_ref", res.CustomerRef, "by", c.By, "agent", c.Agent)
+	if res.CustomerRef != "" { // access log (issue 15): who said the call is theirs
+		a := Access{CustomerRef: res.CustomerRef, Kind: AccessIdentify, CallID: c.CallID, Time: res.DecidedAt}
+		if c.Agent != "" {
+			a.Actor = c.Agent
+		}
+		e.RecordAccess(ctx, a)
+	}
 	return res, nil
 }
 
@@ -348,8 +367,8 @@ func (e *Engine) holds(c store.Customer, id store.Identifier) bool {
 
 // popCmd records that a call was popped to an agent.
 type popCmd struct {
-	CallID string
-	Agent  string
+	CallID string `json:"call_id"`
+	Agent  string `json:"agent"`
 }
 
 // Popped records that call callID was popped to agent, so that agent may
@@ -365,6 +384,10 @@ func (e *Engine) Popped(ctx context.Context, callID, agent string) error {
 	}
 	if err := ctx.Err(); err != nil {
 		return &Error{Code: CodeUnavailable, Message: "request cancelled"}
+	}
+	if e.rep != nil {
+		_, err := e.replicate(ctx, &command{Op: opPop, Pop: &popCmd{callID, agent}})
+		return err
 	}
 	return storeErr(e.db.Update(func(t *store.Txn) error { return e.applyPop(t, popCmd{callID, agent}) }))
 }
