@@ -152,7 +152,7 @@ func TestImportJSONLines(t *testing.T) {
 		if err != nil || p.Variables["seats"].Value != "3" || len(p.Identifiers) != 4 || len(p.OpenIntents) != 1 {
 			t.Fatalf("Hal: %+v %v", p, err)
 		}
-		st, err := e.Start(ctx, core.StartRequest{CallID: "c1", Hints: core.Hints{ExternalIDs: map[string]string{"email": "ida@work.example"}}})
+		st, err := e.Start(ctx, core.StartRequest{CallID: "c1", Hints: core.Hints{ExternalIDs: map[string]string{"email": "ida@work.test"}}})
 		if err != nil || st.Variables["tier"].Value != "vip" || st.Variables["name"].Value != "Ida" {
 			t.Fatalf("Ida: %+v %v", st, err)
 		}
