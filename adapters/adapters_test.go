@@ -217,12 +217,12 @@ func TestChatSession(t *testing.T) {
 	for _, id := range p.Identifiers {
 		ids[id.Kind] = id.Value
 	}
-	if ids["email"] != "customer@example.com" || ids["phone"] != "+14155551234" || ids["customer_id"] != "crm-88213" {
+	if ids["email"] != "customer@example.test" || ids["phone"] != "+14155551234" || ids["customer_id"] != "crm-88213" {
 		t.Fatalf("identifiers: %+v", p.Identifiers)
 	}
 	// A session id that does not name the channel gets a prefix, so it
 	// cannot collide with a PBX's call ids.
-	r = e.post(adapters.ChatPath, "", []byte(`{"session_id":8812,"customer":{"email":"x@example.com"},"summary":"Asked about delivery"}`), bearer(key)).ok(t)
+	r = e.post(adapters.ChatPath, "", []byte(`{"session_id":8812,"customer":{"email":"x@example.test"},"summary":"Asked about delivery"}`), bearer(key)).ok(t)
 	if r.body["call_id"] != "chat_8812" {
 		t.Fatalf("call_id: %s", r.raw)
 	}
@@ -245,7 +245,7 @@ func TestEmailRawMultipart(t *testing.T) {
 		strings.Contains(sum, "Hello Jane") || strings.Contains(sum, "Customer since") {
 		t.Fatalf("summary: %q", sum)
 	}
-	if len(p.OpenIntents) != 1 || p.OpenIntents[0].Intent != "refund_status" || p.Identifiers[0].Value != "customer@example.com" {
+	if len(p.OpenIntents) != 1 || p.OpenIntents[0].Intent != "refund_status" || p.Identifiers[0].Value != "customer@example.test" {
 		t.Fatalf("profile: %+v", p)
 	}
 }
@@ -302,7 +302,7 @@ func TestZendeskWebhook(t *testing.T) {
 	for _, id := range p.Identifiers {
 		kinds[id.Kind] = id.Value
 	}
-	if kinds["email"] != "customer@example.com" || kinds["phone"] != "+14155551234" || kinds["x.zendesk_user_id"] != "20978392" {
+	if kinds["email"] != "customer@example.test" || kinds["phone"] != "+14155551234" || kinds["x.zendesk_user_id"] != "20978392" {
 		t.Fatalf("identifiers: %+v", p.Identifiers)
 	}
 	// The ticket is solved: the same interaction is updated, the intent
@@ -324,7 +324,7 @@ func TestZendeskWebhook(t *testing.T) {
 
 func TestAuthentication(t *testing.T) {
 	e := newEnv(t, config{})
-	body := []byte(`{"session_id":"chat_auth_1","customer":{"email":"a@example.com"},"summary":"hi"}`)
+	body := []byte(`{"session_id":"chat_auth_1","customer":{"email":"a@example.test"},"summary":"hi"}`)
 	before := e.snapshot()
 	now := e.clk.Now()
 	for name, a := range map[string]auth{
@@ -366,7 +366,7 @@ func TestAuthentication(t *testing.T) {
 }
 
 func TestAuthModes(t *testing.T) {
-	body := []byte(`{"session_id":"chat_mode_1","customer":{"email":"a@example.com"},"summary":"hi"}`)
+	body := []byte(`{"session_id":"chat_mode_1","customer":{"email":"a@example.test"},"summary":"hi"}`)
 	// No keys, no secret: open like the rest of the API (loopback only).
 	open := newEnv(t, config{noDefaultAuth: true})
 	open.post(adapters.ChatPath, "", body, noAuth).ok(t)
@@ -385,7 +385,7 @@ func TestAuthModes(t *testing.T) {
 
 func TestRateLimit(t *testing.T) {
 	e := newEnv(t, config{opts: adapters.Options{RatePerSecond: 0.001, Burst: 2}})
-	body := []byte(`{"session_id":"chat_rl","customer":{"email":"a@example.com"},"summary":"hi"}`)
+	body := []byte(`{"session_id":"chat_rl","customer":{"email":"a@example.test"},"summary":"hi"}`)
 	e.post(adapters.ChatPath, "", body, bearer(key)).ok(t)
 	e.post(adapters.ChatPath, "", body, bearer(key)).ok(t)
 	r := e.post(adapters.ChatPath, "", body, bearer(key))
@@ -423,7 +423,7 @@ func TestThreadUpdateAndItsRedelivery(t *testing.T) {
 	ref := r1.body["customer_ref"].(string)
 	// A later message of the same thread, from the same customer.
 	e.clk.Add(3 * time.Hour)
-	later := []byte("From: Jane Doe <customer@example.com>\r\nTo: support@shop.example\r\n" +
+	later := []byte("From: Jane Doe <customer@example.test>\r\nTo: support@shop.example\r\n" +
 		"Subject: Re: [TKT-789] Refund for order #4521\r\nDate: Tue, 27 Jan 2026 13:00:00 +0000\r\n" +
 		"Message-ID: <CAJane-004@mail.example.com>\r\nIn-Reply-To: <agent-003@shop.example>\r\n" +
 		"References: <CAJane-000@mail.example.com> <agent-001@shop.example> <CAJane-002@mail.example.com> <agent-003@shop.example>\r\n" +
@@ -457,32 +457,32 @@ func TestMalformedInput(t *testing.T) {
 	e := newEnv(t, config{})
 	e.post(adapters.ChatPath, "", file(t, "testdata/chat-session.json"), bearer(key)).ok(t)
 	before := e.snapshot()
-	big := `{"session_id":"chat_big","customer":{"email":"a@example.com"},"summary":"` + strings.Repeat("x", 70<<10) + `"}`
+	big := `{"session_id":"chat_big","customer":{"email":"a@example.test"},"summary":"` + strings.Repeat("x", 70<<10) + `"}`
 	for _, tc := range []struct {
 		name, path, ctype, body string
 		status                  int
 		issue                   []any
 	}{
 		{"chat not json", adapters.ChatPath, "application/json", `{"session_id":`, 400, []any{}},
-		{"chat no session", adapters.ChatPath, "", `{"customer":{"email":"a@example.com"}}`, 400, []any{"session_id"}},
+		{"chat no session", adapters.ChatPath, "", `{"customer":{"email":"a@example.test"}}`, 400, []any{"session_id"}},
 		{"chat no customer", adapters.ChatPath, "", `{"session_id":"chat_x"}`, 400, []any{"customer"}},
-		{"chat bad transcript", adapters.ChatPath, "", `{"session_id":"chat_x","customer":{"email":"a@example.com"},"transcript":[{"from":"alien","text":"hi"}]}`, 400, []any{"transcript", 0.0, "from"}},
-		{"chat bad time", adapters.ChatPath, "", `{"session_id":"chat_x","customer":{"email":"a@example.com"},"ended_at":"monday"}`, 400, []any{"ended_at"}},
-		{"chat bad status", adapters.ChatPath, "", `{"session_id":"chat_x","customer":{"email":"a@example.com"},"intent":"x","intent_status":"done"}`, 400, []any{"intent_status"}},
-		{"chat long session", adapters.ChatPath, "", `{"session_id":"chat_` + strings.Repeat("x", 130) + `","customer":{"email":"a@example.com"}}`, 400, []any{"session_id"}},
+		{"chat bad transcript", adapters.ChatPath, "", `{"session_id":"chat_x","customer":{"email":"a@example.test"},"transcript":[{"from":"alien","text":"hi"}]}`, 400, []any{"transcript", 0.0, "from"}},
+		{"chat bad time", adapters.ChatPath, "", `{"session_id":"chat_x","customer":{"email":"a@example.test"},"ended_at":"monday"}`, 400, []any{"ended_at"}},
+		{"chat bad status", adapters.ChatPath, "", `{"session_id":"chat_x","customer":{"email":"a@example.test"},"intent":"x","intent_status":"done"}`, 400, []any{"intent_status"}},
+		{"chat long session", adapters.ChatPath, "", `{"session_id":"chat_` + strings.Repeat("x", 130) + `","customer":{"email":"a@example.test"}}`, 400, []any{"session_id"}},
 		{"chat only bad ids", adapters.ChatPath, "", `{"session_id":"chat_x","customer":{"email":"not-an-email","phone":"call me later"}}`, 400, []any{"customer", "email"}},
-		{"chat nested variable", adapters.ChatPath, "", `{"session_id":"chat_x","customer":{"email":"a@example.com"},"summary":{"a":1}}`, 400, []any{"summary"}},
+		{"chat nested variable", adapters.ChatPath, "", `{"session_id":"chat_x","customer":{"email":"a@example.test"},"summary":{"a":1}}`, 400, []any{"summary"}},
 		{"chat xml", adapters.ChatPath, "application/xml", `<chat/>`, 415, nil},
 		{"chat too big", adapters.ChatPath, "", big, 413, nil},
 		{"email no from", adapters.EmailPath, "message/rfc822", "Subject: hi\r\n\r\nbody", 400, []any{"From"}},
 		{"email not a message", adapters.EmailPath, "message/rfc822", "garbage without headers", 400, []any{}},
 		{"email json bad from", adapters.EmailPath, "application/json", `{"from":"nobody"}`, 400, []any{"from"}},
-		{"email bad intent status", adapters.EmailPath + "?intent=x&intent_status=maybe", "application/json", `{"from":"a@example.com"}`, 400, []any{"intent_status"}},
+		{"email bad intent status", adapters.EmailPath + "?intent=x&intent_status=maybe", "application/json", `{"from":"a@example.test"}`, 400, []any{"intent_status"}},
 		{"email text/plain", adapters.EmailPath, "text/plain", "hi", 415, nil},
 		{"zendesk no ticket", adapters.ZendeskPath, "", `{"id":1}`, 400, []any{"ticket"}},
-		{"zendesk bad status", adapters.ZendeskPath, "", `{"ticket":{"id":1,"status":"exploded","requester":{"email":"a@example.com"}}}`, 400, []any{"ticket", "status"}},
+		{"zendesk bad status", adapters.ZendeskPath, "", `{"ticket":{"id":1,"status":"exploded","requester":{"email":"a@example.test"}}}`, 400, []any{"ticket", "status"}},
 		{"zendesk no requester", adapters.ZendeskPath, "", `{"ticket":{"id":1,"status":"open"}}`, 400, []any{"ticket", "requester"}},
-		{"zendesk id object", adapters.ZendeskPath, "", `{"ticket":{"id":{"x":1},"requester":{"email":"a@example.com"}}}`, 400, []any{"ticket", "id"}},
+		{"zendesk id object", adapters.ZendeskPath, "", `{"ticket":{"id":{"x":1},"requester":{"email":"a@example.test"}}}`, 400, []any{"ticket", "id"}},
 		{"zendesk trailing", adapters.ZendeskPath, "", `{"ticket":{}} {}`, 400, []any{}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -501,7 +501,7 @@ func TestMalformedInput(t *testing.T) {
 
 func TestUnusableIdentifierIsReported(t *testing.T) {
 	e := newEnv(t, config{})
-	r := e.post(adapters.ChatPath, "", []byte(`{"session_id":"chat_ign","customer":{"email":"a@example.com","phone":"call me after 5"},"summary":"hi"}`), bearer(key)).ok(t)
+	r := e.post(adapters.ChatPath, "", []byte(`{"session_id":"chat_ign","customer":{"email":"a@example.test","phone":"call me after 5"},"summary":"hi"}`), bearer(key)).ok(t)
 	ign, _ := r.body["ignored"].([]any)
 	if len(ign) != 1 || !strings.Contains(r.raw, `"path":["customer","phone"]`) {
 		t.Fatalf("ignored: %s", r.raw)
@@ -566,8 +566,8 @@ func TestJourney(t *testing.T) {
 
 func TestConcurrentDeliveries(t *testing.T) {
 	e := newEnv(t, config{})
-	first := []byte(`{"session_id":"chat_conc","customer":{"email":"c@example.com"},"summary":"first","intent":"x"}`)
-	later := []byte(`{"session_id":"chat_conc","customer":{"email":"c@example.com"},"summary":"reopened","intent":"x"}`)
+	first := []byte(`{"session_id":"chat_conc","customer":{"email":"c@example.test"},"summary":"first","intent":"x"}`)
+	later := []byte(`{"session_id":"chat_conc","customer":{"email":"c@example.test"},"summary":"reopened","intent":"x"}`)
 	e.post(adapters.ChatPath, "", first, bearer(key)).ok(t)
 	var wg sync.WaitGroup
 	answers := make([]string, 8)
@@ -603,7 +603,7 @@ func TestConcurrentDeliveries(t *testing.T) {
 func TestOwnAddressesAreSkipped(t *testing.T) {
 	e := newEnv(t, config{opts: adapters.Options{OwnAddresses: []string{"@shop.example"}}})
 	before := e.snapshot()
-	out := []byte("From: Shop Support <support@shop.example>\r\nTo: customer@example.com\r\nSubject: Re: refund\r\n" +
+	out := []byte("From: Shop Support <support@shop.example>\r\nTo: customer@example.test\r\nSubject: Re: refund\r\n" +
 		"Message-ID: <agent-001@shop.example>\r\nIn-Reply-To: <CAJane-000@mail.example.com>\r\n\r\nYour refund has been issued.\r\n")
 	r := e.post(adapters.EmailPath, "message/rfc822", out, bearer(key))
 	if r.status != 202 || r.body["skipped"] != true || e.snapshot() != before {

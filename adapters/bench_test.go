@@ -34,7 +34,7 @@ func BenchmarkDelivery(b *testing.B) {
 		body              func(i int) []byte
 	}{
 		{"chat", adapters.ChatPath, "application/json", func(i int) []byte {
-			return fmt.Appendf(nil, `{"session_id":"chat_b%d","customer":{"email":"c%d@example.com","phone":"+1415555%04d"},"transcript":[{"from":"customer","text":"I was charged twice"},{"from":"agent","text":"Refund opened"}],"intent":"billing_inquiry"}`, i, i%500, i%10000)
+			return fmt.Appendf(nil, `{"session_id":"chat_b%d","customer":{"email":"c%d@example.test","phone":"+1415555%04d"},"transcript":[{"from":"customer","text":"I was charged twice"},{"from":"agent","text":"Refund opened"}],"intent":"billing_inquiry"}`, i, i%500, i%10000)
 		}},
 		{"email_raw", adapters.EmailPath, "message/rfc822", func(i int) []byte {
 			return bytes.Replace(raw, []byte("CAJane-000@"), fmt.Appendf(nil, "CAJane-%d@", i), 1)

@@ -88,7 +88,7 @@ func TestRedactionInEveryChannel(t *testing.T) {
 
 	// Monday: a chat whose transcript holds a card number (no summary
 	// given, so the adapter summarises the transcript).
-	chat := `{"session_id": "s1", "customer": {"email": "jane@example.com"},
+	chat := `{"session_id": "s1", "customer": {"email": "jane@example.test"},
 		"transcript": [
 			{"from": "customer", "text": "Hi, my card 4111 1111 1111 1111 was charged twice", "at": "2026-01-26T14:00:00Z"},
 			{"from": "agent", "text": "Sorry about that, I will look into it", "at": "2026-01-26T14:02:00Z"}],
@@ -100,18 +100,18 @@ func TestRedactionInEveryChannel(t *testing.T) {
 	}
 	// an email whose subject and body hold another
 	clk.Add(time.Hour)
-	mail := `{"from": "Jane <jane@example.com>", "subject": "Card 5555-5555-5555-4444 charged twice [TKT-789]",
-		"text": "Hello,\nthe card 5555555555554444 exp 12/27 was charged twice.\nJane", "message_id": "<m1@example.com>",
+	mail := `{"from": "Jane <jane@example.test>", "subject": "Card 5555-5555-5555-4444 charged twice [TKT-789]",
+		"text": "Hello,\nthe card 5555555555554444 exp 12/27 was charged twice.\nJane", "message_id": "<m1@example.test>",
 		"date": "2026-01-26T15:00:00Z"}`
 	e.post(adapters.EmailPath, "application/json", []byte(mail), auth).ok(t)
 	// a Zendesk ticket whose description holds an Amex, an SSN and an IBAN
 	clk.Add(time.Hour)
 	ticket := `{"ticket": {"id": "42", "status": "open", "subject": "Refund",
 		"description": "Refund to 3782 822463 10005 please; SSN 123-45-6789; or IBAN DE89 3704 0044 0532 0130 00",
-		"requester": {"email": "jane@example.com"}, "created_at": "2026-01-26T16:00:00Z", "updated_at": "2026-01-26T16:00:00Z"}}`
+		"requester": {"email": "jane@example.test"}, "created_at": "2026-01-26T16:00:00Z", "updated_at": "2026-01-26T16:00:00Z"}}`
 	e.post(adapters.ZendeskPath, "application/json", []byte(ticket), auth).ok(t)
 	// and an end from any other system, with a wrap-up variable
-	end := `{"call_id": "wrap_1", "identity_hints": {"external_ids": {"email": "jane@example.com"}},
+	end := `{"call_id": "wrap_1", "identity_hints": {"external_ids": {"email": "jane@example.test"}},
 		"variables": {"summary": "Customer read out 6011.1111.1111.1117 before I could stop them", "wrapup_note": "card 4111111111111111 cvv 123"}}`
 	e.post("/v1/calls/end", "application/json", []byte(end), auth).ok(t)
 
@@ -132,7 +132,7 @@ func TestRedactionInEveryChannel(t *testing.T) {
 
 	// the next start's context
 	start := e.post("/v1/calls/start", "application/json",
-		[]byte(`{"call_id": "phone_1", "identity_hints": {"ani": "+14155551234", "external_ids": {"email": "jane@example.com"}}}`), auth).ok(t)
+		[]byte(`{"call_id": "phone_1", "identity_hints": {"ani": "+14155551234", "external_ids": {"email": "jane@example.test"}}}`), auth).ok(t)
 	if start.body["customer_ref"] != ref || !strings.Contains(start.raw, "card ending 1111") || secretIn([]byte(start.raw)) != "" {
 		t.Errorf("start context: %s", start.raw)
 	}
@@ -147,7 +147,7 @@ func TestRedactionInEveryChannel(t *testing.T) {
 		t.Fatal(err)
 	}
 	ctx := context.Background()
-	ctxRes, err := eng.Start(ctx, core.StartRequest{CallID: "phone_2", Hints: core.Hints{ExternalIDs: map[string]string{"email": "jane@example.com"}}})
+	ctxRes, err := eng.Start(ctx, core.StartRequest{CallID: "phone_2", Hints: core.Hints{ExternalIDs: map[string]string{"email": "jane@example.test"}}})
 	if err != nil {
 		t.Fatal(err)
 	}

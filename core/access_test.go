@@ -68,8 +68,8 @@ func endFor(t *testing.T, e *core.Engine, call, ref, email string) {
 func TestAccessLogHoldsReadsAndChangesWithTheirActors(t *testing.T) {
 	clk := &clock{t: monday}
 	e, _, _ := accessEngine(t, t.TempDir(), clk, core.Options{})
-	endFor(t, e, "c1", "cust_anna", "anna@example.com")
-	endFor(t, e, "c2", "cust_anna2", "anna.old@example.com")
+	endFor(t, e, "c1", "cust_anna", "anna@example.test")
+	endFor(t, e, "c2", "cust_anna2", "anna.old@example.test")
 	crm := core.WithActor(context.Background(), "crm-sync")
 	admin := core.WithActor(context.Background(), "dpo-key")
 
@@ -81,7 +81,7 @@ func TestAccessLogHoldsReadsAndChangesWithTheirActors(t *testing.T) {
 		t.Fatal(err)
 	}
 	clk.Add(time.Minute)
-	if err := e.Unlink(admin, "cust_anna", "email", "anna.old@example.com"); err != nil {
+	if err := e.Unlink(admin, "cust_anna", "email", "anna.old@example.test"); err != nil {
 		t.Fatal(err)
 	}
 
@@ -119,7 +119,7 @@ func TestAccessLogHoldsReadsAndChangesWithTheirActors(t *testing.T) {
 func TestAccessLogPages(t *testing.T) {
 	clk := &clock{t: monday}
 	e, _, _ := accessEngine(t, t.TempDir(), clk, core.Options{})
-	endFor(t, e, "c1", "cust_anna", "anna@example.com")
+	endFor(t, e, "c1", "cust_anna", "anna@example.test")
 	// five records at one instant, and two later ones
 	for range 5 {
 		e.RecordAccess(context.Background(), core.Access{CustomerRef: "cust_anna", Kind: core.AccessRead})
@@ -168,7 +168,7 @@ func TestAccessLogPages(t *testing.T) {
 func TestAccessRetentionSweep(t *testing.T) {
 	clk := &clock{t: monday}
 	e, _, _ := accessEngine(t, t.TempDir(), clk, core.Options{AccessRetention: 30 * 24 * time.Hour})
-	endFor(t, e, "c1", "cust_anna", "anna@example.com")
+	endFor(t, e, "c1", "cust_anna", "anna@example.test")
 	e.RecordAccess(context.Background(), core.Access{CustomerRef: "cust_anna", Kind: core.AccessRead, Actor: "old"})
 	clk.Add(20 * 24 * time.Hour)
 	e.RecordAccess(context.Background(), core.Access{CustomerRef: "cust_anna", Kind: core.AccessRead, Actor: "recent"})
@@ -193,8 +193,8 @@ func TestErasureKeepsOnlyAnAnonymousRecord(t *testing.T) {
 	clk := &clock{t: monday}
 	e, db, stop := accessEngine(t, dir, clk, core.Options{})
 	const ref = "cust_erasemeplease"
-	endFor(t, e, "c1", ref, "erase.me@example.com")
-	endFor(t, e, "c2", "cust_keep", "keep@example.com")
+	endFor(t, e, "c1", ref, "erase.me@example.test")
+	endFor(t, e, "c2", "cust_keep", "keep@example.test")
 	for _, r := range []string{ref, "cust_keep"} {
 		e.RecordAccess(context.Background(), core.Access{CustomerRef: r, Kind: core.AccessPop, Actor: "1001", CallID: "c1"})
 	}
@@ -271,7 +271,7 @@ func TestFullAccessQueueDropsAndNeverBlocks(t *testing.T) {
 	defer db.Close()
 	// no writer running: nothing drains the queue of 4
 	e := core.New(core.Options{Store: db, Now: clk.Now, AccessQueue: 4})
-	endFor(t, e, "c1", "cust_anna", "anna@example.com")
+	endFor(t, e, "c1", "cust_anna", "anna@example.test")
 	for range 10 {
 		e.RecordAccess(context.Background(), core.Access{CustomerRef: "cust_anna", Kind: core.AccessRead})
 	}

@@ -23,6 +23,9 @@ import (
 // number has, so every start took the phone library's slow path.)
 func benchPhone(i int) string { return fmt.Sprintf("+1415%03d%04d", 200+i/10000, i%10000) }
 
+// Emails are at example.test: example.com is a placeholder domain that
+// never links (core.BlockedEmail), and a start must look its email up.
+
 // preload writes n customers straight into the store, each with a phone
 // number, an email, a customer id, three variables, an open intent and three
 // interactions, the way End would have left them.
@@ -38,7 +41,7 @@ func preload(b *testing.B, db *store.DB, n int, now time.Time) {
 				c := store.Customer{Ref: ref, CreatedAt: last, UpdatedAt: last, LastContactAt: last,
 					Identifiers: []store.Identifier{
 						{Kind: core.KindPhone, Value: benchPhone(i), LinkedAt: last},
-						{Kind: core.KindEmail, Value: fmt.Sprintf("c%d@example.com", i), LinkedAt: last},
+						{Kind: core.KindEmail, Value: fmt.Sprintf("c%d@example.test", i), LinkedAt: last},
 						{Kind: core.KindCustomerID, Value: "C" + strconv.Itoa(i), LinkedAt: last},
 					},
 					Intents: []store.Intent{{Name: "billing_inquiry", Status: core.StatusOpen, AttemptCount: 2, FirstRaisedAt: last, LastContactAt: last}},
@@ -189,7 +192,7 @@ func BenchmarkStart(b *testing.B) {
 			b.ResetTimer()
 			for i := 0; b.Loop(); i++ {
 				req := core.StartRequest{CallID: "bench_" + strconv.FormatInt(callSeq.Add(1), 10),
-					Hints: core.Hints{ANI: benchPhone((i * 7919) % n), ExternalIDs: map[string]string{"email": fmt.Sprintf("c%d@example.com", (i*7919)%n)}}}
+					Hints: core.Hints{ANI: benchPhone((i * 7919) % n), ExternalIDs: map[string]string{"email": fmt.Sprintf("c%d@example.test", (i*7919)%n)}}}
 				t0 := time.Now()
 				res, err := e.Start(ctx, req)
 				lat = append(lat, time.Since(t0))
@@ -223,7 +226,7 @@ func BenchmarkStartStoreParts(b *testing.B) {
 					if err != nil || len(refs) != 1 {
 						return fmt.Errorf("phone refs %v: %v", refs, err)
 					}
-					if refs, err = t.Refs(core.KindEmail, fmt.Sprintf("c%d@example.com", j)); err != nil || len(refs) != 1 {
+					if refs, err = t.Refs(core.KindEmail, fmt.Sprintf("c%d@example.test", j)); err != nil || len(refs) != 1 {
 						return fmt.Errorf("email refs %v: %v", refs, err)
 					}
 					_, ok, err := t.Customer(refs[0])

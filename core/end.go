@@ -20,6 +20,9 @@ type EndResult struct {
 	DurationSeconds  int64     `json:"duration_seconds"`
 	IntentsUpdated   int       `json:"intents_updated"`
 	VariablesUpdated int       `json:"variables_updated"`
+	// Unassigned: the call's customer is not known yet, so the end is
+	// kept with the call until someone says who it was (identify.go).
+	Unassigned bool `json:"unassigned,omitempty"`
 }
 
 type endPlan struct {
@@ -178,6 +181,10 @@ func (e *Engine) end(t *store.Txn, p *endPlan, out **EndResult, wrote *bool) err
 		*out = new(EndResult)
 		return json.Unmarshal(call.EndResult, *out)
 	}
+	// identity (issue 14): a call nobody has identified yet keeps its ends.
+	if found && call.CustomerRef == "" {
+		return e.endUnassigned(t, p, call, true, now, out, wrote)
+	}
 
 	// Who is this?
 	var cust store.Customer
@@ -215,6 +222,8 @@ func (e *Engine) end(t *store.Txn, p *endPlan, out **EndResult, wrote *bool) err
 		}
 		if rs.best != nil {
 			cust = rs.best.cust
+		} else if rs.unassigned { // identity (issue 14): no duplicate; kept for an agent
+			return e.parkEnd(t, p, rs, now, out, wrote)
 		} else {
 			ref := p.hints.ref
 			if ref == "" {

@@ -25,8 +25,8 @@ type Options struct {
 	Now func() time.Time
 	// NewRef makes customer refs (default cust_ + 16 random base32 chars).
 	NewRef        func() string
-	DefaultRegion string // region for numbers without a country code (US)
-	Weights       Weights
+	DefaultRegion string        // region for numbers without a country code (US)
+	Model         Model         // the identity match model (DefaultModel)
 	VariableTTL   time.Duration // default TTL of variables (30 days)
 	IntentWindow  time.Duration // unresolved intents expire after this without contact (30 days)
 	HistoryLimit  int           // interactions returned by Start (20)
@@ -86,8 +86,8 @@ func New(opts Options) *Engine {
 	if opts.DefaultRegion == "" {
 		opts.DefaultRegion = "US"
 	}
-	if opts.Weights == (Weights{}) {
-		opts.Weights = DefaultWeights()
+	if opts.Model == (Model{}) {
+		opts.Model = DefaultModel()
 	}
 	if opts.VariableTTL <= 0 {
 		opts.VariableTTL = defaultTTLSeconds * time.Second
@@ -370,7 +370,7 @@ func (e *Engine) applyStart(t *store.Txn, p *startPlan, now time.Time, newRef fu
 		// A retry: the same customer, identity and call_start, with
 		// the context read afresh (it is only ever fresher).
 		cust, ok, err := t.Customer(call.CustomerRef)
-		if err != nil || !ok {
+		if err != nil || !ok && call.CustomerRef != "" { // "": unassigned (identify.go)
 			return nil, err
 		}
 		res := &StartResult{CallID: req.CallID, CustomerRef: cust.Ref, CallStart: TS(call.StartedAt)}
@@ -379,6 +379,7 @@ func (e *Engine) applyStart(t *store.Txn, p *startPlan, now time.Time, newRef fu
 		}
 		cc, err := e.readContext(t, cust, now)
 		res.OpenIntents, res.Variables, res.History, res.Headline = cc.OpenIntents, cc.Variables, cc.History, cc.Headline
+		unassignedHeadline(res, call)
 		return res, err
 	}
 	rs, err := e.resolve(t, hs, now)
@@ -388,7 +389,7 @@ func (e *Engine) applyStart(t *store.Txn, p *startPlan, now time.Time, newRef fu
 	var cust store.Customer
 	if rs.best != nil {
 		cust = rs.best.cust
-	} else {
+	} else if !rs.unassigned { // identity (issue 14): unassigned calls get no customer yet
 		ref := hs.ref
 		if ref == "" {
 			ref = newRef()
@@ -428,11 +429,14 @@ func (e *Engine) applyStart(t *store.Txn, p *startPlan, now time.Time, newRef fu
 	if err != nil {
 		return nil, err
 	}
-	return res, t.PutCall(store.Call{
+	call = store.Call{
 		ID: req.CallID, CustomerRef: cust.Ref, Channel: channel, StartedAt: now,
 		Identifiers: ids, DNIS: hs.dnis,
 		StartFingerprint: fp, StartIdentity: ident, ExpiresAt: now.Add(e.opts.ActiveCallTTL),
-	})
+		Identity: rs.callIdentity(hs), // identity (issue 14): what Start learned about who it is
+	}
+	unassignedHeadline(res, call)
+	return res, t.PutCall(call)
 }
 
 func (e *Engine) unclaimed(t *store.Txn, ids []store.Identifier) ([]store.Identifier, error) {
@@ -452,6 +456,18 @@ func (e *Engine) unclaimed(t *store.Txn, ids []store.Identifier) ([]store.Identi
 // link attaches identifiers to a customer, in the record and in the index.
 func (e *Engine) link(t *store.Txn, c *store.Customer, ids []store.Identifier, now time.Time, source string) error {
 	for _, id := range ids {
+		// identity (issue 14): placeholders, and identifiers already held
+		// by more than the shared cap, glue nobody together.
+		if blocked(id) {
+			continue
+		}
+		if held, err := t.AddRefUnder(id.Kind, id.Value, c.Ref, e.opts.Model.SharedCap); err != nil || !held {
+			if err != nil {
+				return err
+			}
+			continue
+		}
+		touchSeen(c, id, now)
 		has := false
 		for _, o := range c.Identifiers {
 			if o.Kind == id.Kind && o.Value == id.Value {
@@ -462,9 +478,6 @@ func (e *Engine) link(t *store.Txn, c *store.Customer, ids []store.Identifier, n
 		if !has {
 			id.LinkedAt, id.Source = now, source
 			c.Identifiers = append(c.Identifiers, id)
-		}
-		if _, err := t.AddRef(id.Kind, id.Value, c.Ref); err != nil {
-			return err
 		}
 	}
 	return nil

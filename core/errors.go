@@ -18,6 +18,7 @@ const (
 	CodeConflict         // the call_id was used with a different body, or already ended
 	CodeUnavailable      // the store cannot read or write right now; retry later
 	CodeTooLarge         // the request body is over the limit
+	CodeForbidden        // the caller may not do this (an agent the call was not popped to)
 )
 
 // Issue is one problem with one field of a request.
@@ -31,6 +32,14 @@ type Error struct {
 	Code    Code
 	Message string
 	Issues  []Issue
+	// Refs names both customers of a conflict over whom a call is from.
+	Refs *RefConflict
+}
+
+// RefConflict is a call assigned to one customer and said to be another's.
+type RefConflict struct {
+	Assigned  string `json:"assigned_customer_ref"`
+	Requested string `json:"requested_customer_ref"`
 }
 
 func (e *Error) Error() string {
@@ -59,6 +68,8 @@ func invalid(msg string, issues ...Issue) *Error {
 func notFound(msg string) *Error { return &Error{Code: CodeNotFound, Message: msg} }
 
 func conflict(msg string) *Error { return &Error{Code: CodeConflict, Message: msg} }
+
+func forbidden(msg string) *Error { return &Error{Code: CodeForbidden, Message: msg} }
 
 // storeErr turns a store failure into an Error that says what to do about it
 // without leaking internals.

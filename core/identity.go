@@ -3,12 +3,10 @@ package core
 import (
 	"errors"
 	"fmt"
-	"math"
 	"net/mail"
 	"slices"
 	"strings"
 	"sync"
-	"time"
 
 	"github.com/nyaruka/phonenumbers"
 
@@ -36,20 +34,6 @@ const (
 	RecommendIgnore  = "ignore"
 )
 
-// Weights are how much each signal counts toward confidence.
-type Weights struct {
-	ANI           float64       `yaml:"ani"`
-	Email         float64       `yaml:"email"`
-	ExternalID    float64       `yaml:"external_id"`
-	Recency       float64       `yaml:"recency"`
-	RecencyWindow time.Duration `yaml:"recency_window"`
-}
-
-// DefaultWeights are the weights of the contract (SPEC section 2).
-func DefaultWeights() Weights {
-	return Weights{ANI: 0.40, Email: 0.30, ExternalID: 0.20, Recency: 0.10, RecencyWindow: 30 * 24 * time.Hour}
-}
-
 // Level maps a confidence to its level.
 func Level(c float64) string {
 	switch {
@@ -61,17 +45,6 @@ func Level(c float64) string {
 		return LevelMedium
 	}
 	return LevelLow
-}
-
-// Recommendation maps a confidence to what the agent should do with it.
-func Recommendation(c float64) string {
-	switch {
-	case c >= 0.5:
-		return RecommendReuse
-	case c >= 0.3:
-		return RecommendConfirm
-	}
-	return RecommendIgnore
 }
 
 var withheld = map[string]bool{
@@ -338,36 +311,44 @@ func idKind(key string) string {
 	return "x." + k
 }
 
-// claim is one normalised identity hint with the weight it carries.
+// claim is one normalised identity hint and the evidence it can give.
 type claim struct {
 	id     store.Identifier
 	source string
-	weight float64
+	ev     Evidence
+	ani    bool   // the caller id: its attestation applies
+	ignore string // why it is no evidence and never linked ("": it is evidence)
 }
 
 // hintSet is a validated, normalised set of hints.
 type hintSet struct {
-	claims []claim
-	ref    string
-	dnis   string
+	claims      []claim
+	ref         string
+	dnis        string
+	attestation string
 }
 
+// identifiers are the hints that may be linked to a customer: not
+// placeholders, and not a caller id that failed verification (it is
+// probably someone else's number).
 func (h hintSet) identifiers() []store.Identifier {
-	out := make([]store.Identifier, len(h.claims))
-	for i, c := range h.claims {
-		out[i] = c.id
+	out := make([]store.Identifier, 0, len(h.claims))
+	for _, c := range h.claims {
+		if c.ignore == "" && !(c.ani && h.attestation == AttestationFailed) {
+			out = append(out, c.id)
+		}
 	}
 	return out
 }
 
 func (h *hintSet) add(c claim) {
-	for i, o := range h.claims {
+	for _, o := range h.claims {
 		if o.id.Kind == c.id.Kind && o.id.Value == c.id.Value {
-			if c.weight > o.weight {
-				h.claims[i] = c
-			}
-			return
+			return // the first (the caller id before an external "phone") wins
 		}
+	}
+	if c.ignore == "" && blocked(c.id) {
+		c.ignore = "a placeholder value: never evidence, never linked"
 	}
 	h.claims = append(h.claims, c)
 }
@@ -385,8 +366,18 @@ func (e *Engine) normalizeHints(is *issues, h Hints, lineType string, path ...an
 	if lineType != "" && !lineTypes[lineType] {
 		is.add("must be one of mobile, landline, voip, unknown", "telco", "line_type")
 	}
+	if att, ok := normAttestation(h.Attestation); ok {
+		hs.attestation = att
+	} else {
+		is.add("must be A, B, C or failed (STIR/SHAKEN attestation)", at("attestation")...)
+	}
+	m := e.opts.Model
 	if len(h.ANI) > MaxHintLen {
 		is.add("must be at most 128 characters", at("ani")...)
+	} else if placeholderDigits(h.ANI) {
+		// 0000000000 and the like: what carriers send for "no number".
+		hs.claims = append(hs.claims, claim{id: store.Identifier{Kind: KindPhone, Value: strings.TrimSpace(h.ANI)},
+			source: "ani:unknown", ev: m.Phone, ani: true, ignore: "a placeholder number: never evidence, never linked"})
 	} else if ani, err := NormalizePhone(h.ANI, e.opts.DefaultRegion); err != nil {
 		is.add("is not a phone number; send E.164 (+14155551234), a national number, or a sip:/tel: URI", at("ani")...)
 	} else if ani != "" {
@@ -394,7 +385,7 @@ func (e *Engine) normalizeHints(is *issues, h Hints, lineType string, path ...an
 		if lt == "" {
 			lt = LineType(ani)
 		}
-		hs.add(claim{store.Identifier{Kind: KindPhone, Value: ani}, "ani:" + lt, e.opts.Weights.ANI})
+		hs.add(claim{id: store.Identifier{Kind: KindPhone, Value: ani}, source: "ani:" + lt, ev: m.Phone, ani: true})
 	}
 	if len(h.ExternalIDs) > MaxExternalIDs {
 		is.add("must hold at most "+itoa(MaxExternalIDs)+" ids", at("external_ids")...)
@@ -424,7 +415,7 @@ func (e *Engine) normalizeHints(is *issues, h Hints, lineType string, path ...an
 				is.add("is not an email address", p...)
 				continue
 			}
-			hs.add(claim{store.Identifier{Kind: KindEmail, Value: email}, "external_id", e.opts.Weights.Email})
+			hs.add(claim{id: store.Identifier{Kind: KindEmail, Value: email}, source: "external_id", ev: m.Email})
 		case KindPhone:
 			ph, err := NormalizePhone(v, e.opts.DefaultRegion)
 			if err != nil {
@@ -432,10 +423,10 @@ func (e *Engine) normalizeHints(is *issues, h Hints, lineType string, path ...an
 				continue
 			}
 			if ph != "" {
-				hs.add(claim{store.Identifier{Kind: KindPhone, Value: ph}, "external_id", e.opts.Weights.ExternalID})
+				hs.add(claim{id: store.Identifier{Kind: KindPhone, Value: ph}, source: "external_id", ev: m.Phone})
 			}
 		default:
-			hs.add(claim{store.Identifier{Kind: kind, Value: v}, "external_id", e.opts.Weights.ExternalID})
+			hs.add(claim{id: store.Identifier{Kind: kind, Value: v}, source: "external_id", ev: m.ExternalID})
 		}
 	}
 	return hs
@@ -457,14 +448,16 @@ func (e *Engine) variableClaims(vars map[string]string) []store.Identifier {
 		case KindPhone:
 			v, _ = NormalizePhone(v, e.opts.DefaultRegion)
 		}
-		if v != "" {
-			out = append(out, store.Identifier{Kind: name, Value: v})
+		if id := (store.Identifier{Kind: name, Value: v}); v != "" && !blocked(id) {
+			out = append(out, id)
 		}
 	}
 	return out
 }
 
-// Identity is who the engine thinks is calling, and why.
+// Identity is who the engine thinks is calling, and why. Confidence is the
+// posterior probability that the best candidate (customer_ref, or the
+// first of candidates while the call is unassigned) is the caller.
 type Identity struct {
 	Confidence     float64     `json:"confidence"`
 	Level          string      `json:"level"`
@@ -474,190 +467,22 @@ type Identity struct {
 	Candidates     []Candidate `json:"candidates"`
 }
 
-// Signal is one piece of evidence and what it contributed.
+// Signal is one piece of evidence and what it contributed: Weight is its
+// log2 Bayes factor in bits (+1 doubles the odds that the best candidate
+// is the caller); the weights of an explanation add up to the log2 odds of
+// the confidence.
 type Signal struct {
 	Source string  `json:"source"`
 	Weight float64 `json:"weight"`
 	Detail string  `json:"detail"`
 }
 
-// Candidate is another customer the hints also point at.
+// Candidate is another customer the hints point at (while a call is
+// unassigned, every one, best first); Score is its posterior.
 type Candidate struct {
 	CustomerRef string   `json:"customer_ref"`
 	Score       float64  `json:"score"`
 	Sources     []string `json:"sources"`
-}
-
-type candidate struct {
-	ref     string
-	cust    store.Customer
-	support float64
-	score   float64
-	sources []string
-	signals []Signal
-	matched []bool // per claim
-}
-
-// resolution is the outcome of scoring hints against the store.
-type resolution struct {
-	identity Identity
-	best     *candidate // nil: nobody matched well enough to reuse
-	known    bool       // an explicit customer_ref was found
-}
-
-func round3(f float64) float64 { return math.Round(f*1000) / 1000 }
-
-func (e *Engine) recency(c store.Customer, now time.Time) (float64, int) {
-	w := e.opts.Weights
-	if c.LastContactAt.IsZero() || w.RecencyWindow <= 0 {
-		return 0, -1
-	}
-	age := max(now.Sub(c.LastContactAt), 0)
-	days := int(age / (24 * time.Hour))
-	f := 1 - float64(age)/float64(w.RecencyWindow)
-	if f <= 0 {
-		return 0, days
-	}
-	return w.Recency * f, days
-}
-
-// resolve scores every customer the hints point at. It never writes.
-func (e *Engine) resolve(t *store.Txn, hs hintSet, now time.Time) (resolution, error) {
-	var explicit *store.Customer
-	if hs.ref != "" {
-		c, ok, err := t.Customer(hs.ref)
-		if err != nil {
-			return resolution{}, err
-		}
-		if ok {
-			explicit = &c
-		}
-	}
-	cands := map[string]*candidate{}
-	var order []*candidate
-	var unmatched []Signal
-	refsPer := make([]int, len(hs.claims))
-	for i, cl := range hs.claims {
-		refs, err := t.Refs(cl.id.Kind, cl.id.Value)
-		if err != nil {
-			return resolution{}, err
-		}
-		refsPer[i] = len(refs)
-		if len(refs) == 0 {
-			unmatched = append(unmatched, Signal{cl.source, 0, "no customer has this " + kindName(cl.id.Kind) + " yet"})
-			continue
-		}
-		w := cl.weight / float64(len(refs))
-		detail := kindName(cl.id.Kind) + " matches"
-		if len(refs) > 1 {
-			detail += fmt.Sprintf(" (shared by %d customers, weight divided by %d)", len(refs), len(refs))
-		}
-		for _, ref := range refs {
-			c := cands[ref]
-			if c == nil {
-				c = &candidate{ref: ref, matched: make([]bool, len(hs.claims))}
-				cands[ref] = c
-				order = append(order, c)
-			}
-			c.support += w
-			c.matched[i] = true
-			if !slices.Contains(c.sources, cl.source) {
-				c.sources = append(c.sources, cl.source)
-			}
-			c.signals = append(c.signals, Signal{cl.source, round3(w), detail})
-		}
-	}
-	// Load each candidate for recency; drop index entries whose customer is gone.
-	live := order[:0]
-	for _, c := range order {
-		cust, ok, err := t.Customer(c.ref)
-		if err != nil {
-			return resolution{}, err
-		}
-		if !ok {
-			continue
-		}
-		c.cust, c.ref = cust, cust.Ref
-		if r, days := e.recency(cust, now); r > 0 {
-			src := fmt.Sprintf("recency:%dday", days)
-			c.sources = append(c.sources, src)
-			c.signals = append(c.signals, Signal{src, round3(r), fmt.Sprintf("last contact %d day(s) ago", days)})
-			c.score = r
-		}
-		c.score = min(1, c.score+c.support)
-		live = append(live, c)
-	}
-	slices.SortStableFunc(live, func(a, b *candidate) int {
-		switch {
-		case a.score != b.score:
-			if a.score > b.score {
-				return -1
-			}
-			return 1
-		case !a.cust.LastContactAt.Equal(b.cust.LastContactAt):
-			return b.cust.LastContactAt.Compare(a.cust.LastContactAt)
-		}
-		return strings.Compare(a.ref, b.ref)
-	})
-
-	var res resolution
-	id := &res.identity
-	id.Sources, id.Explanation, id.Candidates = []string{}, []Signal{}, []Candidate{}
-	if explicit != nil {
-		res.known = true
-		var best *candidate
-		for _, c := range live {
-			if c.ref == explicit.Ref {
-				best = c
-			}
-		}
-		if best == nil {
-			best = &candidate{ref: explicit.Ref, cust: *explicit}
-		}
-		res.best = best
-		id.Confidence = 1
-		id.Sources = append([]string{"customer_ref"}, best.sources...)
-		id.Explanation = append([]Signal{{"customer_ref", 1, "the request named a known customer"}}, best.signals...)
-	} else if len(live) > 0 {
-		best := live[0]
-		conf := best.score
-		contra := 0.0
-		for i, cl := range hs.claims {
-			if best.matched[i] || refsPer[i] == 0 {
-				continue
-			}
-			contra += cl.weight / float64(refsPer[i])
-		}
-		if contra > 0 && best.support > 0 {
-			conf = best.score * best.support / (best.support + contra)
-		}
-		conf = round3(conf)
-		id.Explanation = append(id.Explanation, best.signals...)
-		if contra > 0 {
-			id.Explanation = append(id.Explanation, Signal{"conflict", round3(conf - best.score),
-				"other hints point at a different customer; confidence lowered"})
-		}
-		if Recommendation(conf) != RecommendIgnore {
-			res.best = best
-			id.Confidence = conf
-			id.Sources = slices.Clone(best.sources)
-		} else {
-			id.Explanation = append(id.Explanation, Signal{"new_customer", 0, "evidence too weak to reuse a customer; a new one was created"})
-		}
-	}
-	id.Explanation = append(id.Explanation, unmatched...)
-	for _, c := range live {
-		if res.best != nil && c.ref == res.best.ref {
-			continue
-		}
-		if len(id.Candidates) == 5 {
-			break
-		}
-		id.Candidates = append(id.Candidates, Candidate{CustomerRef: c.ref, Score: round3(c.score), Sources: c.sources})
-	}
-	id.Level = Level(id.Confidence)
-	id.Recommendation = Recommendation(id.Confidence)
-	return res, nil
 }
 
 func kindName(kind string) string {

@@ -14,15 +14,15 @@ import (
 
 func importRows() []core.ImportRow {
 	return []core.ImportRow{
-		{Line: 2, CustomerRef: "cust_ann", Name: "Ann Lee", Phones: []string{"(415) 555-0100", "+44 20 7946 0958"},
-			Emails: []string{"Ann@Example.com"}, CustomerID: "C-1", Variables: map[string]string{"plan": "gold"},
+		{Line: 2, CustomerRef: "cust_ann", Name: "Ann Lee", Phones: []string{"(415) 555-2100", "+44 20 7946 0958"},
+			Emails: []string{"Ann@example.test"}, CustomerID: "C-1", Variables: map[string]string{"plan": "gold"},
 			OpenIntents: []string{"billing_inquiry"}},
-		{Line: 3, Name: "Bob", Emails: []string{"bob@example.com"}, CustomerID: "C-2"},
+		{Line: 3, Name: "Bob", Emails: []string{"bob@example.test"}, CustomerID: "C-2"},
 		{Line: 4, Name: "No identifier at all", Variables: map[string]string{"plan": "x"}},
 		{Line: 5, CustomerID: "C-3", Phones: []string{"call me maybe"}},
 		{Line: 6, CustomerID: "C-4", Emails: []string{"not an address@"}},
 		{Line: 7, Reject: "not valid JSON (at byte 3)"},
-		{Line: 8, AccountNumber: "A-9", Phones: []string{"4155550199"}},
+		{Line: 8, AccountNumber: "A-9", Phones: []string{"4155552199"}},
 	}
 }
 
@@ -51,7 +51,7 @@ func TestImportCreatesThenChangesNothing(t *testing.T) {
 		t.Errorf("reasons: %q / %q / %q", res[2].Reason, res[3].Reason, res[4].Reason)
 	}
 	// Ann is found by her number in national form, with her context.
-	st, err := e.Start(ctx, core.StartRequest{CallID: "c1", Hints: core.Hints{ANI: "+14155550100"}})
+	st, err := e.Start(ctx, core.StartRequest{CallID: "c1", Hints: core.Hints{ANI: "+14155552100"}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -83,7 +83,7 @@ func TestImportCreatesThenChangesNothing(t *testing.T) {
 
 	// A changed row updates: a new email is linked, a variable changes.
 	rows := importRows()[:2]
-	rows[1].Emails = append(rows[1].Emails, "robert@example.com")
+	rows[1].Emails = append(rows[1].Emails, "robert@example.test")
 	rows[0].Variables = map[string]string{"plan": "platinum"}
 	up, err := e.Import(ctx, rows, nil)
 	if err != nil {
@@ -100,7 +100,7 @@ func TestImportCreatesThenChangesNothing(t *testing.T) {
 	for _, id := range p.Identifiers {
 		linked[id.Value] = id.Source
 	}
-	if linked["robert@example.com"] != "import" || linked["bob@example.com"] != "import" || linked["C-2"] != "import" {
+	if linked["robert@example.test"] != "import" || linked["bob@example.test"] != "import" || linked["C-2"] != "import" {
 		t.Fatalf("identifiers after the update: %+v", p.Identifiers)
 	}
 	ann, _ := e.Customer(ctx, "cust_ann", 0)
@@ -117,7 +117,7 @@ func TestImportFindsTheHolderOfTheCustomerID(t *testing.T) {
 	if _, err := e.End(ctx, core.EndRequest{CallID: "chat1", CustomerRef: "cust_web", Variables: map[string]string{"customer_id": "C-7"}}); err != nil {
 		t.Fatal(err)
 	}
-	res, err := e.Import(ctx, []core.ImportRow{{Line: 2, CustomerID: "C-7", Emails: []string{"zoe@example.com"}}}, nil)
+	res, err := e.Import(ctx, []core.ImportRow{{Line: 2, CustomerID: "C-7", Emails: []string{"zoe@example.test"}}}, nil)
 	if err != nil || res[0].CustomerRef != "cust_web" || res[0].Outcome != "updated" {
 		t.Fatalf("%+v %v", res, err)
 	}
@@ -198,10 +198,10 @@ func TestImportPhoneShortcutAgrees(t *testing.T) {
 	check := checkShortcut(t)
 	for _, region := range []string{"US", "CA", "GB"} {
 		for _, n := range []string{
-			"(415) 555-0100", "415-555-0100", "4155550100", "+1 415 555 0100", "1 415 555 0100", "1.415.555.0100",
-			"+14155550100", "+1 (212) 555-0199", "(015) 555-0100", "(415) 155-0100", "+2 415 555 0100", "+1415555010",
-			"11 415 555 0100", "415 555 0100 ext 3", "+44 20 7946 0958", "020 7946 0958", "++14155550100", "1-800-555-0199",
-			"(800) 555 0199", "+1 800 555 0199", "12345678901", "+12345678901",
+			"(415) 555-2100", "415-555-2100", "4155552100", "+1 415 555 2100", "1 415 555 2100", "1.415.555.2100",
+			"+14155552100", "+1 (212) 555-2199", "(015) 555-2100", "(415) 155-0100", "+2 415 555 2100", "+1415555010",
+			"11 415 555 2100", "415 555 2100 ext 3", "+44 20 7946 0958", "020 7946 0958", "++14155552100", "1-800-555-2199",
+			"(800) 555 2199", "+1 800 555 2199", "12345678901", "+12345678901",
 		} {
 			check(n, region)
 		}

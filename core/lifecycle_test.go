@@ -123,11 +123,11 @@ func TestEndWithoutStartNeedsACustomer(t *testing.T) {
 func TestEndWithHintsOnlyResolvesLikeStart(t *testing.T) {
 	ctx := context.Background()
 	e, _, _ := newEngine(t, monday)
-	a, err := e.End(ctx, core.EndRequest{CallID: "w1", Hints: &core.Hints{ExternalIDs: map[string]string{"email": "x@example.com", "crm_id": "9"}}})
+	a, err := e.End(ctx, core.EndRequest{CallID: "w1", Hints: &core.Hints{ExternalIDs: map[string]string{"email": "x@example.test", "crm_id": "9"}}})
 	if err != nil {
 		t.Fatal(err)
 	}
-	b, err := e.End(ctx, core.EndRequest{CallID: "w2", Hints: &core.Hints{ExternalIDs: map[string]string{"email": "X@example.com", "crm_id": "9"}}})
+	b, err := e.End(ctx, core.EndRequest{CallID: "w2", Hints: &core.Hints{ExternalIDs: map[string]string{"email": "X@example.test", "crm_id": "9"}}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -230,7 +230,7 @@ func TestVariableExpiry(t *testing.T) {
 func TestEraseRemovesEveryIndexEntry(t *testing.T) {
 	ctx := context.Background()
 	e, _, _ := newEngine(t, monday)
-	if _, err := e.Start(ctx, core.StartRequest{CallID: "c1", Hints: core.Hints{ANI: "+14155551234", ExternalIDs: map[string]string{"email": "gone@example.com"}}}); err != nil {
+	if _, err := e.Start(ctx, core.StartRequest{CallID: "c1", Hints: core.Hints{ANI: "+14155551234", ExternalIDs: map[string]string{"email": "gone@example.test"}}}); err != nil {
 		t.Fatal(err)
 	}
 	end, err := e.End(ctx, core.EndRequest{CallID: "c1", Variables: map[string]string{"account_number": "AC-1", "summary": "secret"}})
@@ -245,7 +245,7 @@ func TestEraseRemovesEveryIndexEntry(t *testing.T) {
 		t.Fatalf("erased customer still readable: %v", err)
 	}
 	for i, h := range []core.Hints{
-		{ANI: "+14155551234"}, {ExternalIDs: map[string]string{"email": "gone@example.com"}}, {ExternalIDs: map[string]string{"account_number": "AC-1"}},
+		{ANI: "+14155551234"}, {ExternalIDs: map[string]string{"email": "gone@example.test"}}, {ExternalIDs: map[string]string{"account_number": "AC-1"}},
 	} {
 		res, err := e.Start(ctx, core.StartRequest{CallID: "after" + string(rune('0'+i)), Hints: h})
 		if err != nil {
@@ -275,7 +275,7 @@ func TestMergeAndUnlink(t *testing.T) {
 		}
 	}
 	mustEnd(core.EndRequest{CallID: "a1", CustomerRef: "cust_a", Hints: &core.Hints{ANI: "+14155550001"}, Intent: "refund", Variables: map[string]string{"tier": "gold"}})
-	mustEnd(core.EndRequest{CallID: "b1", CustomerRef: "cust_b", Hints: &core.Hints{ExternalIDs: map[string]string{"email": "b@example.com"}}, Intent: "refund", Variables: map[string]string{"tier": "silver", "lang": "fr"}})
+	mustEnd(core.EndRequest{CallID: "b1", CustomerRef: "cust_b", Hints: &core.Hints{ExternalIDs: map[string]string{"email": "b@example.test"}}, Intent: "refund", Variables: map[string]string{"tier": "silver", "lang": "fr"}})
 	p, err := e.Merge(ctx, "cust_a", "cust_b")
 	if err != nil {
 		t.Fatal(err)
@@ -288,7 +288,7 @@ func TestMergeAndUnlink(t *testing.T) {
 	if err != nil || res.CustomerRef != "cust_a" {
 		t.Fatalf("old ref: %v %+v", err, res)
 	}
-	res, err = e.Start(ctx, core.StartRequest{CallID: "s2", Hints: core.Hints{ExternalIDs: map[string]string{"email": "b@example.com"}}})
+	res, err = e.Start(ctx, core.StartRequest{CallID: "s2", Hints: core.Hints{ExternalIDs: map[string]string{"email": "b@example.test"}}})
 	if err != nil || res.CustomerRef != "cust_a" {
 		t.Fatalf("old email: %v %+v", err, res)
 	}
@@ -347,20 +347,39 @@ func TestMergeWrapUpAfterHangup(t *testing.T) {
 	}
 }
 
+// An unassigned start creates nobody and links nothing, so repeated calls
+// from a shared line do not dilute the evidence for the next one.
 func TestWeakStartDoesNotDiluteIdentifiers(t *testing.T) {
 	ctx := context.Background()
-	e, clk, _ := newEngine(t, monday)
-	if _, err := e.End(ctx, core.EndRequest{CallID: "seed", CustomerRef: "cust_a", Hints: &core.Hints{ExternalIDs: map[string]string{"customer_id": "C-1"}}}); err != nil {
-		t.Fatal(err)
+	e, clk, db := newEngine(t, monday)
+	for _, ref := range []string{"cust_a", "cust_b"} {
+		seed(t, e, clk, monday.Add(-time.Hour), ref, core.Hints{ANI: "+14155550003"})
 	}
-	clk.Add(60 * 24 * time.Hour)
+	clk.Set(monday)
+	var first float64
 	for i := range 3 {
-		res, err := e.Start(ctx, core.StartRequest{CallID: "weak" + string(rune('0'+i)), Hints: core.Hints{ExternalIDs: map[string]string{"customer_id": "C-1"}}})
+		res, err := e.Start(ctx, core.StartRequest{CallID: "weak" + string(rune('0'+i)), Hints: core.Hints{ANI: "+14155550003"}})
 		if err != nil {
 			t.Fatal(err)
 		}
-		if len(res.Identity.Candidates) != 1 || res.Identity.Candidates[0].Score != 0.2 {
-			t.Fatalf("start %d: candidates %+v: weak starts diluted the id", i, res.Identity.Candidates)
+		c := res.Identity.Candidates
+		if res.CustomerRef != "" || res.Identity.Recommendation != core.RecommendConfirm || len(c) != 2 {
+			t.Fatalf("start %d: %q %+v", i, res.CustomerRef, res.Identity)
 		}
+		if i == 0 {
+			first = c[0].Score
+		} else if c[0].Score != first {
+			t.Fatalf("start %d: score %.3f, first %.3f: weak starts diluted the number", i, c[0].Score, first)
+		}
+	}
+	err := db.View(func(tx *store.Txn) error {
+		refs, err := tx.Refs(core.KindPhone, "+14155550003")
+		if err != nil || len(refs) != 2 {
+			t.Errorf("the number is held by %v (%v)", refs, err)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
 	}
 }

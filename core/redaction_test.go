@@ -67,9 +67,9 @@ func TestEndRedactsVariablesBeforeAnythingIsStored(t *testing.T) {
 		"note":           "ssn 123-45-6789, account ACCT-123456, iban DE89370400440532013000",
 		"phone":          "+1 415 555 1234",
 		"account_number": "4111111111111111", // an identifier that is a card number
-		"email":          "jane@example.com",
+		"email":          "jane@example.test",
 	}
-	req := core.EndRequest{CallID: "chat_1", Channel: "chat", Hints: &core.Hints{ExternalIDs: map[string]string{"email": "jane@example.com"}},
+	req := core.EndRequest{CallID: "chat_1", Channel: "chat", Hints: &core.Hints{ExternalIDs: map[string]string{"email": "jane@example.test"}},
 		Intent: "billing_inquiry", IntentStatus: "open", Variables: vars}
 	first, err := e.End(ctx, req)
 	if err != nil {
@@ -115,7 +115,7 @@ func TestEndRedactsVariablesBeforeAnythingIsStored(t *testing.T) {
 	}
 
 	// the next start's context
-	st, err := e.Start(ctx, core.StartRequest{CallID: "call_2", Hints: core.Hints{ExternalIDs: map[string]string{"email": "jane@example.com"}}})
+	st, err := e.Start(ctx, core.StartRequest{CallID: "call_2", Hints: core.Hints{ExternalIDs: map[string]string{"email": "jane@example.test"}}})
 	if err != nil {
 		t.Fatal(err)
 	}

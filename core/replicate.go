@@ -59,6 +59,9 @@ const (
 	opSweep  = "sweep"
 	opAccess = "access" // a batch of access-log records (issue 15)
 	opImport = "import" // import.go: one batch of a bulk import
+
+	opIdentify = "identify" // identify.go: an agent's decision about who a call is from
+	opPop      = "pop"      // identify.go: a call was popped to an agent
 )
 
 // entryVersion starts every entry, so that a later format can be told apart.
@@ -92,6 +95,10 @@ type command struct {
 	Retention time.Duration  `json:"access_retention,omitempty"`
 	// Import is a checked batch of a bulk import (import.go).
 	Import *importCommand `json:"import,omitempty"`
+	// Identify and Pop are identity decisions and screen-pops (identify.go);
+	// an identify's time is Now and the customer it creates Ref.
+	Identify *identifyCmd `json:"identify,omitempty"`
+	Pop      *popCmd      `json:"pop,omitempty"`
 }
 
 func (c *command) newRef() string { return c.Ref }
@@ -202,7 +209,7 @@ func (e *Engine) replicate(ctx context.Context, cmd *command) (any, error) {
 	r := e.rep
 	cmd.Node, cmd.Nonce = r.instance, r.nonce.Add(1)
 	cmd.Now = e.now()
-	if cmd.Op == opStart || cmd.Op == opEnd {
+	if cmd.Op == opStart || cmd.Op == opEnd || cmd.Op == opIdentify && cmd.Identify.New {
 		cmd.Ref = e.opts.NewRef()
 	}
 	b, err := json.Marshal(cmd)
@@ -273,6 +280,14 @@ func decodeCommand(entry []byte) (*command, error) {
 	case opImport:
 		if c.Import == nil {
 			return nil, fmt.Errorf("%w: import without rows", ErrBadEntry)
+		}
+	case opIdentify:
+		if c.Identify == nil || c.Identify.New && c.Ref == "" {
+			return nil, fmt.Errorf("%w: identify without a decision", ErrBadEntry)
+		}
+	case opPop:
+		if c.Pop == nil {
+			return nil, fmt.Errorf("%w: pop without a call", ErrBadEntry)
 		}
 	case opErase, opMerge, opUnlink, opSweep:
 	case opAccess: // access log (issue 15)
@@ -436,6 +451,11 @@ func (e *Engine) subjects(cmd *command) ([]string, error) {
 		}
 		ids = append(ids, e.variableClaims(cmd.End.Variables)...)
 		callID = cmd.End.CallID
+	case opIdentify: // the customer named (or created), and the call's customer and candidates
+		add(cmd.Identify.Ref, cmd.Ref)
+		callID = cmd.Identify.CallID
+	case opPop:
+		callID = cmd.Pop.CallID
 	default:
 		add(cmd.Customer, cmd.From)
 		return out, nil
@@ -445,6 +465,9 @@ func (e *Engine) subjects(cmd *command) ([]string, error) {
 			return err
 		} else if ok {
 			add(call.CustomerRef)
+			if call.Identity != nil { // identity (issue 14): an unassigned call's candidates
+				add(call.Identity.Candidates...)
+			}
 		}
 		for _, id := range ids {
 			refs, err := t.Refs(id.Kind, id.Value)
@@ -509,6 +532,15 @@ func (e *Engine) applyCommand(t *store.Txn, cmd *command) (any, error) {
 		return nil, e.applyAccess(t, cmd.Access) // access log (issue 15)
 	case opImport:
 		return e.applyImport(t, cmd.Import, cmd.Now)
+	case opIdentify:
+		c := *cmd.Identify
+		c.Now, c.NewRef = cmd.Now, ""
+		if c.New {
+			c.NewRef = cmd.Ref
+		}
+		return e.applyIdentify(t, c)
+	case opPop:
+		return nil, e.applyPop(t, *cmd.Pop)
 	}
 	return nil, fmt.Errorf("%w: %q", ErrBadEntry, cmd.Op)
 }

@@ -15,6 +15,10 @@ type Hints struct {
 	DNIS        string            `json:"dnis,omitempty"`
 	ExternalIDs map[string]string `json:"external_ids,omitempty"`
 	CustomerRef string            `json:"customer_ref,omitempty"`
+	// Attestation is the caller id's STIR/SHAKEN attestation (A, B, C, or
+	// failed when verification failed), from telco.attestation over HTTP
+	// or from the PBX; see core.Attestation.
+	Attestation string `json:"attestation,omitempty"`
 }
 
 func (h Hints) given() bool { return h.ANI != "" || len(h.ExternalIDs) > 0 || h.CustomerRef != "" }
@@ -204,6 +208,7 @@ func (f fields) hints(is *issues, name string) (Hints, bool) {
 	sub.str(is, "ani", &h.ANI, name)
 	sub.str(is, "dnis", &h.DNIS, name)
 	sub.str(is, "customer_ref", &h.CustomerRef, name)
+	sub.str(is, "attestation", &h.Attestation, name)
 	h.ExternalIDs = sub.stringMap(is, "external_ids", name)
 	return h, true
 }
@@ -231,6 +236,9 @@ func ParseStart(b []byte) (StartRequest, error) {
 	}
 	if telco := f.object(&is, "telco"); telco != nil {
 		telco.str(&is, "line_type", &r.LineType, "telco")
+		if r.Hints.Attestation == "" {
+			telco.str(&is, "attestation", &r.Hints.Attestation, "telco")
+		}
 	}
 	return r, is.err()
 }

@@ -166,6 +166,7 @@ func agentPermissions(a Agent) *server.Permissions {
 	pub := []string{
 		SubjectWrapUp,
 		SubjectProfilePrefix + "." + Token(a.ID),
+		IdentifySubject(a.ID),
 		api + ".STREAM.INFO." + StreamName,
 		api + ".CONSUMER.MSG.NEXT." + StreamName + ".*",
 		api + ".CONSUMER.INFO." + StreamName + ".*",

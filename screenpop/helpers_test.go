@@ -187,7 +187,7 @@ func seedJane(t testing.TB, e *core.Engine, clk *clock) {
 	ctx := context.Background()
 	if _, err := e.End(ctx, core.EndRequest{
 		CallID: "chat_1", Channel: "chat",
-		Hints:  &core.Hints{ExternalIDs: map[string]string{"email": "jane@example.com"}},
+		Hints:  &core.Hints{ExternalIDs: map[string]string{"email": "jane@example.test"}},
 		Intent: "refund_status", IntentStatus: "open",
 		Variables: map[string]string{"name": "Jane Doe", "phone": "+14155551234", "summary": "Reported a duplicate charge on her card"},
 	}); err != nil {
@@ -196,7 +196,7 @@ func seedJane(t testing.TB, e *core.Engine, clk *clock) {
 	clk.Add(20 * time.Hour)
 	if _, err := e.End(ctx, core.EndRequest{
 		CallID: "email_1", Channel: "email",
-		Hints:  &core.Hints{ExternalIDs: map[string]string{"email": "jane@example.com"}},
+		Hints:  &core.Hints{ExternalIDs: map[string]string{"email": "jane@example.test"}},
 		Intent: "refund_status", IntentStatus: "open",
 		Variables: map[string]string{"summary": "Asked for the refund of the duplicate charge"},
 	}); err != nil {
@@ -210,7 +210,7 @@ func ring(t testing.TB, e *core.Engine, callID, agent string) core.Pop {
 	t.Helper()
 	res, err := e.Start(context.Background(), core.StartRequest{
 		CallID: callID,
-		Hints:  core.Hints{ANI: "+1 415-555-1234", DNIS: "8005550100", ExternalIDs: map[string]string{"email": "jane@example.com"}},
+		Hints:  core.Hints{ANI: "+1 415-555-1234", DNIS: "8005550100", ExternalIDs: map[string]string{"email": "jane@example.test"}},
 	})
 	if err != nil {
 		t.Fatal(err)

@@ -28,6 +28,13 @@ func (s *Service) Pop(ctx context.Context, p core.Pop) error {
 		s.count("pop_failed")
 		return err
 	}
+	// The engine learns whom the call rang before the desktop can see it,
+	// so the agent may say who the caller is as soon as the pop shows.
+	if s.desk != nil && p.Agent != "" {
+		if err := s.desk.Popped(ctx, p.CallID, p.Agent); err != nil && core.ErrorCode(err) != core.CodeNotFound {
+			s.log.Warn("cannot record whom a call was popped to; that agent cannot identify the caller", "call_id", p.CallID, "agent", p.Agent, "err", err)
+		}
+	}
 	for _, m := range msgs {
 		if err := s.publish(ctx, m); err != nil {
 			s.count("pop_failed")

@@ -82,11 +82,14 @@ type Options struct {
 
 	// Agents are the desktop logins of the embedded server.
 	Agents []Agent
-	// Calls is the engine behind the start, end and wrap-up services.
+	// Calls is the engine behind the start, end and wrap-up services. If
+	// it is also a core.Desk (the engine is), pops are recorded with it and
+	// agents may say who a caller is (identify).
 	Calls  core.Calls
 	Logger *slog.Logger
 	// Count, when set, is told about events: pop_published, pop_duplicate,
-	// pop_retry, pop_failed, wrapup_saved, wrapup_failed,
+	// pop_retry, pop_failed, wrapup_saved, wrapup_failed, identify_saved,
+	// identify_failed,
 	// nats_disconnected, nats_connected.
 	Count func(event string)
 	// Now is the clock (default time.Now).
@@ -97,6 +100,8 @@ type Options struct {
 type Service struct {
 	opts Options
 	log  *slog.Logger
+
+	desk core.Desk // nil: Calls is not one; no identify
 
 	ns *server.Server // nil with an external NATS
 	nc *nats.Conn
@@ -159,6 +164,7 @@ func Start(ctx context.Context, opts Options) (*Service, error) {
 		ready: make(chan struct{}),
 		why:   "connecting to NATS",
 	}
+	s.desk, _ = opts.Calls.(core.Desk)
 	s.stopCtx, s.stop = context.WithCancel(context.Background())
 
 	var copts []nats.Option

@@ -59,6 +59,15 @@ func (s *Service) addServices() error {
 			"description":     "what a desktop learns after it signs in; the last token is the agent, the body is empty",
 			"response_schema": schema("DesktopProfile"), "error_schema": schema("Error")}},
 	}
+	if s.desk != nil {
+		eps = append(eps, struct {
+			name, subject string
+			h             func(context.Context, micro.Request) (any, error)
+			meta          map[string]string
+		}{"identify", SubjectIdentifyPrefix + ".*", s.identify, map[string]string{
+			"description":    "an agent says who the caller is, as POST /v1/calls/{call_id}/identify; the last token is the agent",
+			"request_schema": schema("IdentifyRequest"), "response_schema": schema("IdentifyResult"), "error_schema": schema("Error")}})
+	}
 	for _, ep := range eps {
 		h := ep.h
 		if err := svc.AddEndpoint(ep.name, micro.HandlerFunc(func(r micro.Request) { s.serve(r, h) }),
@@ -216,6 +225,45 @@ func (s *Service) wrapUp(ctx context.Context, r micro.Request) (any, error) {
 	return res, nil
 }
 
+// identify answers sticky.v1.calls.identify.<agent>: the agent says who
+// the caller is ({"call_id", "customer_ref"}, "not": true for "not this
+// person", "new_customer": true). The agent is the subject's, which on
+// the embedded server only that agent may publish on; the engine refuses
+// (403) an agent the call was not popped to.
+func (s *Service) identify(ctx context.Context, r micro.Request) (any, error) {
+	if err := checkSize(r.Data()); err != nil {
+		return nil, err
+	}
+	agent := s.agentOf(strings.TrimPrefix(r.Subject(), SubjectIdentifyPrefix+"."))
+	req, err := core.ParseIdentify(r.Data(), "")
+	if err == nil && req.Agent != "" && req.Agent != agent {
+		err = &core.Error{Code: core.CodeInvalid, Message: "invalid request",
+			Issues: []core.Issue{{Path: []any{"agent"}, Message: "is the agent of the subject; leave it out"}}}
+	}
+	if err != nil {
+		s.count("identify_failed")
+		return nil, err
+	}
+	req.Agent, req.By = agent, "nats:"+agent
+	res, err := s.desk.Identify(ctx, req)
+	if err != nil {
+		s.count("identify_failed")
+		return nil, err
+	}
+	s.count("identify_saved")
+	return res, nil
+}
+
+// agentOf is the agent whose subject token tok is.
+func (s *Service) agentOf(tok string) string {
+	for _, a := range s.opts.Agents {
+		if Token(a.ID) == tok {
+			return a.ID
+		}
+	}
+	return tok
+}
+
 // Profile is what a desktop learns after it logs in: the subjects its
 // agent may read.
 type Profile struct {
@@ -225,6 +273,9 @@ type Profile struct {
 	Stream      string   `json:"stream"`
 	InboxPrefix string   `json:"inbox_prefix"`
 	WrapUp      string   `json:"wrapup_subject"`
+	// Identify is where the agent says who a caller is ("" when the
+	// engine cannot be told).
+	Identify string `json:"identify_subject,omitempty"`
 }
 
 // profile answers sticky.v1.desktop.profile.<agent>. On the embedded
@@ -232,6 +283,9 @@ type Profile struct {
 func (s *Service) profile(_ context.Context, r micro.Request) (any, error) {
 	tok := strings.TrimPrefix(r.Subject(), SubjectProfilePrefix+".")
 	p := Profile{Agent: tok, Queues: []string{}, Stream: StreamName, InboxPrefix: InboxPrefix(tok), WrapUp: SubjectWrapUp}
+	if s.desk != nil {
+		p.Identify = SubjectIdentifyPrefix + "." + tok
+	}
 	for _, a := range s.opts.Agents {
 		if Token(a.ID) == tok {
 			p.Agent = a.ID

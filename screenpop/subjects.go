@@ -17,6 +17,10 @@ const (
 	// over NATS request/reply.
 	SubjectStart = "sticky.v1.calls.start"
 	SubjectEnd   = "sticky.v1.calls.end"
+	// SubjectIdentifyPrefix + "." + agent token is where a desktop says who
+	// the caller of a call popped to its agent is; agents may only publish
+	// on their own.
+	SubjectIdentifyPrefix = "sticky.v1.calls.identify"
 	// SubjectProfilePrefix + "." + agent token answers a desktop with the
 	// agent's own subjects (queues); agents may only ask about themselves.
 	SubjectProfilePrefix = "sticky.v1.desktop.profile"
@@ -61,6 +65,9 @@ func QueueSubject(queue string) string { return SubjectPrefix + ".queue." + Toke
 // CallSubject is where every pop of one call is published (for CRMs and
 // supervisors that follow a call rather than an agent).
 func CallSubject(call string) string { return SubjectPrefix + ".call." + Token(call) }
+
+// IdentifySubject is where agent's desktop sends identify requests.
+func IdentifySubject(agent string) string { return SubjectIdentifyPrefix + "." + Token(agent) }
 
 // InboxPrefix is the only inbox an agent's connection may subscribe to on
 // the embedded server, so replies and JetStream deliveries meant for one

@@ -540,7 +540,7 @@ func TestIVRHints(t *testing.T) {
 			eng := newEngine(t)
 			// Known from an earlier chat by email and account number only.
 			if _, err := eng.End(ctx, core.EndRequest{CallID: "chat_9", CustomerRef: "cust_acct",
-				Variables: map[string]string{"channel": "chat", "email": "jane@example.com", "account_number": "AC-77"}}); err != nil {
+				Variables: map[string]string{"channel": "chat", "email": "jane@example.test", "account_number": "AC-77"}}); err != nil {
 				t.Fatal(err)
 			}
 			fake := newFake(t)
@@ -553,13 +553,13 @@ func TestIVRHints(t *testing.T) {
 				lines = withChannelvars(lines)
 				for i, l := range lines {
 					if strings.Contains(l, `"id": "1795549246.1"`) {
-						l = strings.ReplaceAll(l, `"STICKY_EMAIL": ""`, `"STICKY_EMAIL": "Jane@Example.com"`)
+						l = strings.ReplaceAll(l, `"STICKY_EMAIL": ""`, `"STICKY_EMAIL": "Jane@Example.test"`)
 						lines[i] = strings.ReplaceAll(l, `"STICKY_ACCOUNT_NUMBER": ""`, `"STICKY_ACCOUNT_NUMBER": "AC-77"`)
 					}
 				}
 			} else {
 				fake.mu.Lock()
-				fake.vars["1795549246.1"] = [][2]string{{"STICKY_EMAIL", "Jane@Example.com"}, {"STICKY_ACCOUNT_NUMBER", "AC-77"}}
+				fake.vars["1795549246.1"] = [][2]string{{"STICKY_EMAIL", "Jane@Example.test"}, {"STICKY_ACCOUNT_NUMBER", "AC-77"}}
 				fake.mu.Unlock()
 			}
 			fake.play(ws, lines...)
@@ -577,6 +577,38 @@ func TestIVRHints(t *testing.T) {
 				t.Errorf("%d GET variable requests, want one per hint variable", gets)
 			}
 		})
+	}
+}
+
+// The dialplan hands Asterisk's STIR/SHAKEN verification to the bridge in
+// STICKY_ATTESTATION and STICKY_VERIFY_RESULT: a caller id that failed it
+// does not pop the customer whose number it shows.
+func TestSTIRShakenVerificationReachesTheEngine(t *testing.T) {
+	ctx := context.Background()
+	eng := newEngine(t)
+	if _, err := eng.End(ctx, core.EndRequest{CallID: "earlier", CustomerRef: "cust_owner", Hints: &core.Hints{ANI: "+14155559876"}}); err != nil {
+		t.Fatal(err)
+	}
+	fake := newFake(t)
+	popper, sub := startNATS(t)
+	popped := pops(t, sub)
+	run(t, Options{URL: fake.url(), Mode: ModeObserve, Calls: eng, Popper: popper})
+	ws := fake.accept()
+	lines := withChannelvars(fixture(t, "sip_ringing.jsonl"))
+	for i, l := range lines {
+		lines[i] = strings.ReplaceAll(l, `"STICKY_SUMMARY": ""}`, `"STICKY_SUMMARY": "", "STICKY_ATTESTATION": "A", "STICKY_VERIFY_RESULT": "Signature verification failed"}`)
+	}
+	fake.play(ws, lines...)
+	p := recvPop(t, popped)
+	if p.Context == nil || p.Context.CustomerRef == "cust_owner" || p.Context.Identity.Recommendation == core.RecommendReuse {
+		t.Fatalf("pop context = %+v: a caller id that failed verification popped its owner", p.Context)
+	}
+	found := false
+	for _, s := range p.Context.Identity.Explanation {
+		found = found || s.Source == "attestation:failed"
+	}
+	if !found {
+		t.Errorf("explanation %+v does not name the failed verification", p.Context.Identity.Explanation)
 	}
 }
 

@@ -24,6 +24,11 @@ const (
 	varIntent       = "STICKY_INTENT"
 	varIntentStatus = "STICKY_INTENT_STATUS"
 	varSummary      = "STICKY_SUMMARY"
+	// STIR/SHAKEN, set by the dialplan from Asterisk's STIR_SHAKEN()
+	// function: Set(STICKY_ATTESTATION=${STIR_SHAKEN(0,attestation)}) and
+	// Set(STICKY_VERIFY_RESULT=${STIR_SHAKEN(0,verify_result)}).
+	varAttestation  = "STICKY_ATTESTATION"
+	varVerifyResult = "STICKY_VERIFY_RESULT"
 )
 
 // hintVars map IVR variables to external id kinds.
@@ -34,6 +39,7 @@ var hintVars = []struct{ name, kind string }{
 var trackedVars = map[string]bool{
 	varEmail: true, varCustomerID: true, varAccount: true,
 	varIntent: true, varIntentStatus: true, varSummary: true,
+	varAttestation: true, varVerifyResult: true,
 }
 
 type itemKind int
@@ -303,7 +309,8 @@ func (d *dispatcher) resolve(c *call, chanID string, fetch, pop bool) {
 	}
 	c.resolving = true
 	b := d.b
-	req := core.StartRequest{CallID: c.id, Hints: core.Hints{ANI: core.CallerANI(c.ani), DNIS: c.dnis}}
+	req := core.StartRequest{CallID: c.id, Hints: core.Hints{ANI: core.CallerANI(c.ani), DNIS: c.dnis,
+		Attestation: core.Attestation(c.vars[varAttestation], c.vars[varVerifyResult])}}
 	if len(c.ext) > 0 {
 		req.Hints.ExternalIDs = make(map[string]string, len(c.ext))
 		for k, v := range c.ext {

@@ -15,8 +15,8 @@ func TestAccessLogAcrossNodes(t *testing.T) {
 	_, nodes := threeNodes(t)
 	a, b, c := nodes[0], nodes[1], nodes[2]
 	ctx := context.Background()
-	end(t, a, core.EndRequest{CallID: "chat_1", CustomerRef: "cust_a", Variables: map[string]string{"email": "ann@example.com"}})
-	end(t, a, core.EndRequest{CallID: "chat_2", CustomerRef: "cust_b", Variables: map[string]string{"email": "bob@example.com"}})
+	end(t, a, core.EndRequest{CallID: "chat_1", CustomerRef: "cust_a", Variables: map[string]string{"email": "ann@example.test"}})
+	end(t, a, core.EndRequest{CallID: "chat_2", CustomerRef: "cust_b", Variables: map[string]string{"email": "bob@example.test"}})
 
 	// what GET /v1/customers/cust_a does on A, for the key crm-sync
 	p, err := a.eng.Customer(ctx, "cust_a", 0)

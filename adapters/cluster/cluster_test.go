@@ -154,7 +154,7 @@ func TestSharedMemoryAcrossNodes(t *testing.T) {
 
 	// A chat ends on A; A reads its own write at once.
 	end(t, a, core.EndRequest{CallID: "chat_1", CustomerRef: "cust_a", Intent: "billing_inquiry",
-		Variables: map[string]string{"channel": "chat", "email": "ann@example.com", "summary": "double charge"}})
+		Variables: map[string]string{"channel": "chat", "email": "ann@example.test", "summary": "double charge"}})
 	p, err := a.eng.Customer(ctx, "cust_a", 0)
 	if err != nil || len(p.History) != 1 {
 		t.Fatalf("read-your-writes on A: %+v %v", p, err)
@@ -162,7 +162,7 @@ func TestSharedMemoryAcrossNodes(t *testing.T) {
 
 	// The call rings on B, which knows her by email.
 	res, err := b.eng.Start(ctx, core.StartRequest{CallID: "call_1",
-		Hints: core.Hints{ANI: "+14155550100", ExternalIDs: map[string]string{"email": "ann@example.com"}}})
+		Hints: core.Hints{ANI: "+14155552100", ExternalIDs: map[string]string{"email": "ann@example.test"}}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -171,7 +171,7 @@ func TestSharedMemoryAcrossNodes(t *testing.T) {
 	}
 	// A retry of the same start on C gives the same answer.
 	again, err := c.eng.Start(ctx, core.StartRequest{CallID: "call_1",
-		Hints: core.Hints{ANI: "+14155550100", ExternalIDs: map[string]string{"email": "ann@example.com"}}})
+		Hints: core.Hints{ANI: "+14155552100", ExternalIDs: map[string]string{"email": "ann@example.test"}}})
 	if err != nil || again.CustomerRef != res.CustomerRef || !again.CallStart.Equal(res.CallStart.Time) {
 		t.Fatalf("retry on C: %+v %v", again, err)
 	}
@@ -190,24 +190,24 @@ func TestSharedMemoryAcrossNodes(t *testing.T) {
 	// The new number now finds her on every node.
 	for i, n := range nodes {
 		waitLevel(t, nodes...)
-		r, err := n.eng.Start(ctx, core.StartRequest{CallID: fmt.Sprintf("call_2_%d", i), Hints: core.Hints{ANI: "+14155550100"}})
+		r, err := n.eng.Start(ctx, core.StartRequest{CallID: fmt.Sprintf("call_2_%d", i), Hints: core.Hints{ANI: "+14155552100"}})
 		if err != nil || r.CustomerRef != "cust_a" {
 			t.Fatalf("node %d: %+v %v", i, r, err)
 		}
 	}
 	// Merge, unlink and erasure go through the log too.
-	end(t, b, core.EndRequest{CallID: "chat_2", CustomerRef: "cust_b", Variables: map[string]string{"email": "bob@example.com"}})
+	end(t, b, core.EndRequest{CallID: "chat_2", CustomerRef: "cust_b", Variables: map[string]string{"email": "bob@example.test"}})
 	if _, err := c.eng.Merge(ctx, "cust_a", "cust_b"); err != nil {
 		t.Fatal(err)
 	}
-	if err := a.eng.Unlink(ctx, "cust_a", "email", "bob@example.com"); err != nil {
+	if err := a.eng.Unlink(ctx, "cust_a", "email", "bob@example.test"); err != nil {
 		t.Fatal(err)
 	}
-	if err := b.eng.Unlink(ctx, "cust_a", "email", "bob@example.com"); core.ErrorCode(err) != core.CodeNotFound {
+	if err := b.eng.Unlink(ctx, "cust_a", "email", "bob@example.test"); core.ErrorCode(err) != core.CodeNotFound {
 		t.Fatalf("unlinking twice: %v", err)
 	}
 	sameState(t, nodes...)
-	end(t, c, core.EndRequest{CallID: "chat_3", CustomerRef: "cust_c", Variables: map[string]string{"email": "cy@example.com"}})
+	end(t, c, core.EndRequest{CallID: "chat_3", CustomerRef: "cust_c", Variables: map[string]string{"email": "cy@example.test"}})
 	if err := b.eng.DeleteCustomer(ctx, "cust_a"); err != nil {
 		t.Fatal(err)
 	}
@@ -266,7 +266,7 @@ func TestQuorumLoss(t *testing.T) {
 	c, nodes := threeNodes(t)
 	a := nodes[0]
 	ctx := context.Background()
-	end(t, a, core.EndRequest{CallID: "e0", CustomerRef: "cust_q", Variables: map[string]string{"email": "q@example.com"}})
+	end(t, a, core.EndRequest{CallID: "e0", CustomerRef: "cust_q", Variables: map[string]string{"email": "q@example.test"}})
 
 	c.Stop(2)
 	end(t, a, core.EndRequest{CallID: "e1", CustomerRef: "cust_q", Intent: "refund"})
@@ -276,7 +276,7 @@ func TestQuorumLoss(t *testing.T) {
 	if core.ErrorCode(err) != core.CodeUnavailable {
 		t.Fatalf("end without quorum: %v, want unavailable", err)
 	}
-	res, err := a.eng.Start(ctx, core.StartRequest{CallID: "s1", Hints: core.Hints{ExternalIDs: map[string]string{"email": "q@example.com"}}})
+	res, err := a.eng.Start(ctx, core.StartRequest{CallID: "s1", Hints: core.Hints{ExternalIDs: map[string]string{"email": "q@example.test"}}})
 	if err != nil {
 		t.Fatalf("start without quorum: %v", err)
 	}
@@ -433,15 +433,15 @@ func TestErasureLeavesNoTrace(t *testing.T) {
 	c, nodes := threeNodes(t)
 	a, b, cc := nodes[0], nodes[1], nodes[2]
 	ctx := context.Background()
-	canary := []byte("canary-9d4e@example.org")
+	canary := []byte("canary-9d4e@example.test")
 	end(t, a, core.EndRequest{CallID: "chat_x", CustomerRef: "cust_x", Intent: "refund",
 		Variables: map[string]string{"email": string(canary), "summary": "wants a refund"}})
-	if _, err := b.eng.Start(ctx, core.StartRequest{CallID: "call_x", Hints: core.Hints{ANI: "+14155550177",
+	if _, err := b.eng.Start(ctx, core.StartRequest{CallID: "call_x", Hints: core.Hints{ANI: "+14155552177",
 		ExternalIDs: map[string]string{"email": string(canary)}}}); err != nil {
 		t.Fatal(err)
 	}
 	end(t, b, core.EndRequest{CallID: "call_x", Intent: "refund", IntentStatus: "resolved"})
-	end(t, cc, core.EndRequest{CallID: "chat_y", CustomerRef: "cust_y", Variables: map[string]string{"email": "y@example.org"}})
+	end(t, cc, core.EndRequest{CallID: "chat_y", CustomerRef: "cust_y", Variables: map[string]string{"email": "y@example.test"}})
 	waitLevel(t, nodes...)
 	// Before the erasure the canary is in the stores (the test can fail).
 	if len(grepTree(t, a.dir, canary)) == 0 {
@@ -491,7 +491,7 @@ func TestSnapshotAndTrimmedStream(t *testing.T) {
 	}
 	a := nodes[0]
 	ctx := context.Background()
-	canary := []byte("canary-snap-51c0@example.org")
+	canary := []byte("canary-snap-51c0@example.test")
 	end(t, a, core.EndRequest{CallID: "x0", CustomerRef: "cust_x", Variables: map[string]string{"email": string(canary)}})
 	for i := range 40 {
 		end(t, nodes[i%3], core.EndRequest{CallID: fmt.Sprintf("e%d", i), CustomerRef: fmt.Sprintf("cust_%d", i%6), Intent: "x"})

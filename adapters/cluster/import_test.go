@@ -19,7 +19,7 @@ func TestImportReachesEveryNode(t *testing.T) {
 	var rows []core.ImportRow
 	for i := range 250 { // the -url batch is 200; the race detector makes a 1000-row apply outlast ApplyTimeout
 		rows = append(rows, core.ImportRow{Line: int64(i + 2), Name: fmt.Sprintf("Customer %d", i),
-			Phones: []string{fmt.Sprintf("+1415556%04d", i)}, Emails: []string{fmt.Sprintf("c%d@example.com", i)},
+			Phones: []string{fmt.Sprintf("+1415556%04d", i)}, Emails: []string{fmt.Sprintf("c%d@example.test", i)},
 			CustomerID: fmt.Sprintf("K-%d", i), Variables: map[string]string{"plan": "gold"}})
 	}
 	rows[7].Phones = []string{"not a number"}
@@ -34,7 +34,7 @@ func TestImportReachesEveryNode(t *testing.T) {
 	// The batch is sealed for its customers: no imported email is in the
 	// NATS servers' files in the clear.
 	for i := range 3 {
-		if hits := grepTree(t, c.StoreDir(i), []byte("c42@example.com")); len(hits) > 0 {
+		if hits := grepTree(t, c.StoreDir(i), []byte("c42@example.test")); len(hits) > 0 {
 			t.Fatalf("an imported email is readable in NATS server %d's files %v", i, hits)
 		}
 	}

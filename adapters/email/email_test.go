@@ -29,7 +29,7 @@ func TestParseMultipartReply(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if m.From != "customer@example.com" || m.FromName != "Jane Döe" {
+	if m.From != "customer@example.test" || m.FromName != "Jane Döe" {
 		t.Fatalf("from = %q %q", m.From, m.FromName)
 	}
 	if m.Subject != "Re: [TKT-789] Refund for order #4521 – still waiting" {
@@ -70,7 +70,7 @@ func TestParseMultipartReply(t *testing.T) {
 	if _, ok := req.Variables[DefectsVariable]; ok {
 		t.Fatalf("%s set for well-formed mail", DefectsVariable)
 	}
-	if req.Channel != "email" || req.Hints.ExternalIDs["email"] != "customer@example.com" ||
+	if req.Channel != "email" || req.Hints.ExternalIDs["email"] != "customer@example.test" ||
 		req.Variables["ticket_id"] != "TKT-789" || !req.StartedAt.IsZero() || !req.EndedAt.Equal(m.Date) {
 		t.Fatalf("request = %+v", req)
 	}
@@ -81,7 +81,7 @@ func TestParseHTMLOnly(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if m.Subject != "Double charge – invoice INV-2026-01" || m.From != "marc@example.org" {
+	if m.Subject != "Double charge – invoice INV-2026-01" || m.From != "marc@example.test" {
 		t.Fatalf("headers: %q %q", m.Subject, m.From)
 	}
 	if strings.Contains(m.Text, "Your invoice is attached") || strings.Contains(m.Text, "billing@") {

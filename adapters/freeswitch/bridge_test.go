@@ -38,7 +38,7 @@ func seedJane(t testing.TB, e *core.Engine) {
 	t.Helper()
 	_, err := e.End(context.Background(), core.EndRequest{
 		CallID: "chat-1", CustomerRef: "cust_jane", Channel: "chat",
-		Hints:  &core.Hints{ANI: jane, ExternalIDs: map[string]string{"email": "jane@example.com"}},
+		Hints:  &core.Hints{ANI: jane, ExternalIDs: map[string]string{"email": "jane@example.test"}},
 		Intent: "refund_status", IntentStatus: "open",
 	})
 	if err != nil {
@@ -305,6 +305,37 @@ func TestIVRHintsResolve(t *testing.T) {
 	h.fs.waitFor(t, func() bool { return len(setvarFor(h.fs.cmds, b)) > 0 }, "variables")
 	if got := setvarFor(h.fs.commands("api "), b)[0]; !strings.Contains(got, "sticky_customer_ref=cust_acct") {
 		t.Fatalf("IVR account number not used: %q", got)
+	}
+}
+
+// A caller id that failed STIR/SHAKEN verification (the verstat the
+// dialplan copied into sticky_verstat) does not tag the call with the
+// customer whose number it shows.
+func TestFailedVerstatDoesNotReuse(t *testing.T) {
+	for _, tc := range []struct{ verstat, want string }{
+		{"TN-Validation-Passed-A", "sticky_recommendation=reuse"},
+		{"TN-Validation-Failed", "sticky_recommendation=ignore"},
+	} {
+		t.Run(tc.verstat, func(t *testing.T) {
+			h := start(t, "park", nil)
+			fx := loadFixture(t, "park")
+			b := callUUID(3, 1)
+			frames := fx.render(3, "", func(name, uuid string) map[string]string {
+				if uuid == b {
+					return map[string]string{"sticky_verstat": tc.verstat}
+				}
+				return nil
+			})
+			first, _ := until(frames, "CHANNEL_PARK", b)
+			if _, err := h.engine.End(context.Background(), core.EndRequest{CallID: "earlier", CustomerRef: "cust_owner", Hints: &core.Hints{ANI: jane}}); err != nil { // the fixture's caller
+				t.Fatal(err)
+			}
+			h.fs.play(t, h.fs.current(t), first)
+			h.fs.waitFor(t, func() bool { return len(setvarFor(h.fs.cmds, b)) > 0 }, "variables")
+			if got := setvarFor(h.fs.commands("api "), b)[0]; !strings.Contains(got, tc.want) {
+				t.Fatalf("verstat %s: %q, want %s", tc.verstat, got, tc.want)
+			}
+		})
 	}
 }
 

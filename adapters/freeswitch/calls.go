@@ -322,13 +322,23 @@ func (c *call) externalIDs() map[string]string {
 	return ext
 }
 
+// attestation is the caller id's STIR/SHAKEN attestation, if the
+// dialplan or FreeSWITCH said.
+func (c *call) attestation() string {
+	verstat := c.vars["sticky_verstat"]
+	if verstat == "" {
+		verstat = c.vars["sip_verstat"]
+	}
+	return core.Attestation(c.vars["sticky_attestation"], verstat)
+}
+
 // startResolve begins the one Start of this call, if there is anything to
 // resolve from. It does not wait.
 func (c *call) startResolve() bool {
 	if c.started {
 		return true
 	}
-	h := core.Hints{ANI: core.CallerANI(c.ani), DNIS: c.dnis, ExternalIDs: c.externalIDs()}
+	h := core.Hints{ANI: core.CallerANI(c.ani), DNIS: c.dnis, ExternalIDs: c.externalIDs(), Attestation: c.attestation()}
 	if h.ANI == "" && len(h.ExternalIDs) == 0 {
 		if core.IsExtension(c.ani) && !c.internal {
 			c.internal = true
@@ -562,13 +572,14 @@ func (c *call) end(why string) {
 	c.ended = true
 	defer c.t.retire(c)
 	req := core.EndRequest{CallID: c.id, Channel: "phone", Merge: true}
-	if c.awaitResult(c.resDone, time.Now().Add(startTimeout)) && c.res != nil {
-		req.CustomerRef = c.res.CustomerRef
-	}
+	// A started call's customer is the engine's to know: an agent may have
+	// said who the caller is since (or who it is not), so the end names
+	// nobody and the engine takes the call's customer.
+	resolved := c.awaitResult(c.resDone, time.Now().Add(startTimeout)) && c.res != nil
 	if h := (core.Hints{ANI: core.CallerANI(c.ani), DNIS: c.dnis, ExternalIDs: c.externalIDs()}); h.ANI != "" || h.DNIS != "" || len(h.ExternalIDs) > 0 {
 		req.Hints = &h
 	}
-	if req.CustomerRef == "" && (req.Hints == nil || req.Hints.ANI == "" && len(req.Hints.ExternalIDs) == 0) {
+	if !resolved && (req.Hints == nil || req.Hints.ANI == "" && len(req.Hints.ExternalIDs) == 0) {
 		c.b.count("end_skipped")
 		c.log().Info("call ended with nothing that identifies the caller; not saved")
 		return

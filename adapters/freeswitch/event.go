@@ -46,6 +46,9 @@ type legEvent struct {
 var stickyVars = []string{
 	"sticky_email", "sticky_customer_id", "sticky_account_number",
 	"sticky_intent", "sticky_intent_status", "sticky_summary", "sticky_continue",
+	// STIR/SHAKEN: the attestation and the SIP verstat parameter, set by
+	// the dialplan (or sip_verstat where FreeSWITCH sets it itself).
+	"sticky_attestation", "sticky_verstat", "sip_verstat",
 }
 
 // decodeEvent pulls the fields out of an event, or reports false when the

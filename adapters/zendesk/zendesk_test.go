@@ -19,7 +19,7 @@ func TestParseTicket(t *testing.T) {
 	}
 	req := tk.Request()
 	if req.CallID != "zendesk_35436" || req.Channel != "email" || req.Intent != "ticket_35436" || req.IntentStatus != "open" ||
-		req.Hints.ANI != "+14155551234" || req.Hints.ExternalIDs["email"] != "customer@example.com" || req.Hints.ExternalIDs[IDKind] != "20978392" ||
+		req.Hints.ANI != "+14155551234" || req.Hints.ExternalIDs["email"] != "customer@example.test" || req.Hints.ExternalIDs[IDKind] != "20978392" ||
 		req.Variables["ticket_id"] != "35436" || !strings.HasPrefix(req.Variables["summary"], "Hello,") || req.StartedAt.IsZero() {
 		t.Fatalf("request = %+v %+v", req, req.Hints)
 	}

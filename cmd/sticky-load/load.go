@@ -408,7 +408,7 @@ func doCall(ctx context.Context, cfg *Config, rec *recorder, c call, rng *rand.R
 			"call_id": callID, "channel": "chat",
 			"identity_hints": map[string]any{
 				"ani":          ani(c.customer),
-				"external_ids": map[string]string{"email": fmt.Sprintf("load-%d@example.com", c.customer)},
+				"external_ids": map[string]string{"email": fmt.Sprintf("load-%d@example.test", c.customer)},
 			},
 			"intent": intent, "intent_status": status,
 			"variables": map[string]string{"summary": summary, "load_run": cfg.RunID},

@@ -252,7 +252,7 @@ func TestCustomerEndpoints(t *testing.T) {
 	e := newEnv(t, api.Options{})
 	for _, b := range []string{
 		`{"call_id":"c1","customer_ref":"cust_one","identity_hints":{"ani":"+14155550001"},"intent":"a"}`,
-		`{"call_id":"c2","customer_ref":"cust_two","identity_hints":{"external_ids":{"email":"two@example.com"}},"intent":"a"}`,
+		`{"call_id":"c2","customer_ref":"cust_two","identity_hints":{"external_ids":{"email":"two@example.test"}},"intent":"a"}`,
 	} {
 		if r := e.do("POST", "/v1/calls/end", b); r.status != 200 {
 			t.Fatal(r.raw)
@@ -263,10 +263,10 @@ func TestCustomerEndpoints(t *testing.T) {
 		t.Fatalf("merge: %d %s", r.status, r.raw)
 	}
 	e.do("POST", "/v1/customers/cust_one/merge", `{}`).errorEnvelope(t, 400)
-	if r := e.do("DELETE", "/v1/customers/cust_one/identifiers/email/two@example.com", ""); r.status != 200 {
+	if r := e.do("DELETE", "/v1/customers/cust_one/identifiers/email/two@example.test", ""); r.status != 200 {
 		t.Fatalf("unlink: %d %s", r.status, r.raw)
 	}
-	e.do("DELETE", "/v1/customers/cust_one/identifiers/email/two@example.com", "").errorEnvelope(t, 404)
+	e.do("DELETE", "/v1/customers/cust_one/identifiers/email/two@example.test", "").errorEnvelope(t, 404)
 	if r := e.do("DELETE", "/v1/customers/cust_one", ""); r.status != 200 {
 		t.Fatalf("delete: %d %s", r.status, r.raw)
 	}

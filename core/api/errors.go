@@ -17,12 +17,15 @@ type ErrorBody struct {
 	Code int `json:"code,omitempty"`
 }
 
-// Details lists the problems with a request, or the scopes a key lacks.
+// Details lists the problems with a request, the scopes a key lacks, or
+// for a conflict over whom a call is from, both customers.
 type Details struct {
 	Issues []core.Issue `json:"issues,omitempty"`
 	// RequiredScopes (403): an API key holding any one of them may call
 	// the route.
 	RequiredScopes []Scope `json:"required_scopes,omitempty"`
+	AssignedRef    string  `json:"assigned_customer_ref,omitempty"`
+	RequestedRef   string  `json:"requested_customer_ref,omitempty"`
 }
 
 // Status is the HTTP status for an error from the engine. It is the one
@@ -39,6 +42,8 @@ func Status(err error) int {
 		return http.StatusServiceUnavailable
 	case core.CodeTooLarge:
 		return http.StatusRequestEntityTooLarge
+	case core.CodeForbidden:
+		return http.StatusForbidden
 	}
 	return http.StatusInternalServerError
 }
@@ -60,6 +65,12 @@ func Envelope(err error) ErrorBody {
 	if len(e.Issues) > 0 {
 		b.Message = describe(e)
 		b.Details = &Details{Issues: e.Issues}
+	}
+	if e.Refs != nil {
+		if b.Details == nil {
+			b.Details = &Details{}
+		}
+		b.Details.AssignedRef, b.Details.RequestedRef = e.Refs.Assigned, e.Refs.Requested
 	}
 	return b
 }

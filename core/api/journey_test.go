@@ -14,7 +14,7 @@ func TestJourneyOverHTTP(t *testing.T) {
 	e.clk.t = time.Date(2026, 1, 26, 14, 0, 0, 0, time.UTC) // a Monday
 	r := e.do("POST", "/v1/calls/end", `{"call_id":"chat_session_123","customer_ref":"cust_abc123",
 		"intent":"billing_inquiry","intent_status":"open",
-		"variables":{"channel":"chat","email":"customer@example.com","summary":"Reported a duplicate charge"}}`)
+		"variables":{"channel":"chat","email":"customer@example.test","summary":"Reported a duplicate charge"}}`)
 	if r.status != 200 {
 		t.Fatal(r.raw)
 	}
@@ -27,7 +27,7 @@ func TestJourneyOverHTTP(t *testing.T) {
 	}
 	e.clk.Add(29 * time.Hour) // Wednesday
 	r = e.do("POST", "/v1/calls/start", `{"call_id":"phone_call_789",
-		"identity_hints":{"ani":"+14155551234","external_ids":{"email":"customer@example.com"}}}`)
+		"identity_hints":{"ani":"+14155551234","external_ids":{"email":"customer@example.test"}}}`)
 	if r.status != 200 || r.body["customer_ref"] != "cust_abc123" {
 		t.Fatalf("start: %s", r.raw)
 	}

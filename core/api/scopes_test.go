@@ -45,17 +45,18 @@ var scopeRoutes = []struct {
 }{
 	{"POST", "/v1/calls/start", "application/json", `{"call_id":"s1","identity_hints":{"ani":"+14155550001"}}`, []api.Scope{api.ScopeCalls}, false},
 	{"POST", "/v1/calls/end", "application/json", `{"call_id":"e1","customer_ref":"cust_seed","intent":"x"}`, []api.Scope{api.ScopeCalls, api.ScopeIngest}, false},
+	{"POST", "/v1/calls/seed1/identify", "application/json", `{"customer_ref":"cust_seed"}`, []api.Scope{api.ScopeCalls}, false},
 	{"GET", "/v1/customers/cust_seed", "", "", []api.Scope{api.ScopeRead}, false},
 	{"GET", "/v1/stats", "", "", []api.Scope{api.ScopeRead}, false},
 	{"DELETE", "/v1/customers/cust_seed", "", "", []api.Scope{api.ScopeAdmin}, true},
 	{"POST", "/v1/customers/cust_seed/merge", "application/json", `{"from":"cust_other"}`, []api.Scope{api.ScopeAdmin}, true},
-	{"DELETE", "/v1/customers/cust_seed/identifiers/email/seed@example.com", "", "", []api.Scope{api.ScopeAdmin}, true},
+	{"DELETE", "/v1/customers/cust_seed/identifiers/email/seed@example.test", "", "", []api.Scope{api.ScopeAdmin}, true},
 	{"GET", "/v1/customers/cust_seed/access", "", "", []api.Scope{api.ScopeAdmin}, false},
-	{"POST", "/v1/import", "application/json", `{"rows":[{"line":2,"customer_id":"C-9","emails":["nine@example.com"]}]}`, []api.Scope{api.ScopeAdmin}, false},
+	{"POST", "/v1/import", "application/json", `{"rows":[{"line":2,"customer_id":"C-9","emails":["nine@example.test"]}]}`, []api.Scope{api.ScopeAdmin}, false},
 	{"GET", "/v1/import/seed_import", "", "", []api.Scope{api.ScopeAdmin}, false},
-	{"POST", "/v1/adapters/chat", "application/json", `{"session_id":"chat_1","customer":{"email":"seed@example.com"},"summary":"Asked about a refund"}`, []api.Scope{api.ScopeIngest}, false},
-	{"POST", "/v1/adapters/email", "application/json", `{"from":"seed@example.com","subject":"Refund","text":"Where is my refund?","message_id":"<m1@example.com>"}`, []api.Scope{api.ScopeIngest}, false},
-	{"POST", "/v1/adapters/zendesk", "application/json", `{"ticket":{"id":7,"status":"open","subject":"Refund","requester":{"email":"seed@example.com"}}}`, []api.Scope{api.ScopeIngest}, false},
+	{"POST", "/v1/adapters/chat", "application/json", `{"session_id":"chat_1","customer":{"email":"seed@example.test"},"summary":"Asked about a refund"}`, []api.Scope{api.ScopeIngest}, false},
+	{"POST", "/v1/adapters/email", "application/json", `{"from":"seed@example.test","subject":"Refund","text":"Where is my refund?","message_id":"<m1@example.test>"}`, []api.Scope{api.ScopeIngest}, false},
+	{"POST", "/v1/adapters/zendesk", "application/json", `{"ticket":{"id":7,"status":"open","subject":"Refund","requester":{"email":"seed@example.test"}}}`, []api.Scope{api.ScopeIngest}, false},
 }
 
 // withAdapters mounts the chat, email and Zendesk endpoints as the bridges do.
@@ -71,7 +72,7 @@ func newScopedEnv(t *testing.T) *env {
 	t.Helper()
 	e := newEnvWith(t, api.Options{Keys: []string{key}, NamedKeys: scopedKeys}, withAdapters(t))
 	for _, b := range []string{
-		`{"call_id":"seed1","customer_ref":"cust_seed","identity_hints":{"external_ids":{"email":"seed@example.com"}}}`,
+		`{"call_id":"seed1","customer_ref":"cust_seed","identity_hints":{"external_ids":{"email":"seed@example.test"}}}`,
 		`{"call_id":"seed2","customer_ref":"cust_other","identity_hints":{"ani":"+14155550002"}}`,
 	} {
 		if r := e.do("POST", "/v1/calls/end", b); r.status != 200 {
@@ -206,7 +207,7 @@ func TestRequestsCarryTheKeyName(t *testing.T) {
 	if r := e.do("GET", "/test/admin", "", "Authorization", "Bearer "+secretOf["admin-key"]); r.status != 200 || r.raw != "admin-key" {
 		t.Errorf("admin route: %d %q", r.status, r.raw)
 	}
-	r := e.do("POST", "/v1/adapters/chat", `{"session_id":"chat_9","customer":{"email":"a@example.com"},"summary":"hi"}`, "Authorization", "Bearer "+secretOf["ingest-key"])
+	r := e.do("POST", "/v1/adapters/chat", `{"session_id":"chat_9","customer":{"email":"a@example.test"},"summary":"hi"}`, "Authorization", "Bearer "+secretOf["ingest-key"])
 	if r.status != 200 {
 		t.Fatal(r.raw)
 	}

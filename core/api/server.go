@@ -69,6 +69,7 @@ func New(opts Options) *Server {
 	s.addKeys(opts.Keys, opts.NamedKeys)
 	s.Handle("POST /v1/calls/start", http.HandlerFunc(s.start), ScopeCalls)
 	s.Handle("POST /v1/calls/end", http.HandlerFunc(s.end), ScopeCalls, ScopeIngest)
+	s.Handle("POST /v1/calls/{call_id}/identify", http.HandlerFunc(s.identify), ScopeCalls) // identity (issue 14)
 	s.Handle("GET /v1/customers/{ref}", http.HandlerFunc(s.getCustomer), ScopeRead)
 	s.Handle("DELETE /v1/customers/{ref}", http.HandlerFunc(s.deleteCustomer), ScopeAdmin)
 	s.Handle("POST /v1/customers/{ref}/merge", http.HandlerFunc(s.merge), ScopeAdmin)
@@ -372,6 +373,36 @@ func (s *Server) end(w http.ResponseWriter, r *http.Request) {
 	}
 	res, err := s.engine.End(r.Context(), req)
 	s.reply(w, r, res, err)
+}
+
+// identify answers POST /v1/calls/{call_id}/identify: an agent's desktop
+// integration or a CRM says who the caller is ({"customer_ref": ...}), or
+// who it is not ("not": true), or that it is someone new
+// ("new_customer": true). The decision is kept with the call, with the
+// key that sent it.
+func (s *Server) identify(w http.ResponseWriter, r *http.Request) {
+	body, ok := ReadBody(w, r)
+	if !ok {
+		return
+	}
+	req, err := core.ParseIdentify(body, r.PathValue("call_id"))
+	if err != nil {
+		WriteError(w, err)
+		return
+	}
+	req.By = s.credential(r)
+	res, err := s.engine.Identify(r.Context(), req)
+	s.reply(w, r, res, err)
+}
+
+// credential names the key of a request for audit trails without
+// revealing it: "key:" and the key's configured name ("api" when no keys
+// are configured).
+func (s *Server) credential(r *http.Request) string {
+	if name := KeyName(r.Context()); name != "" {
+		return "key:" + name
+	}
+	return "api"
 }
 
 func (s *Server) reply(w http.ResponseWriter, r *http.Request, v any, err error) {

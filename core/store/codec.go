@@ -191,6 +191,8 @@ func (c *Customer) encode(e *enc) {
 	for i := range c.Recent {
 		c.Recent[i].encode(e)
 	}
+	// Added later (identity.go): records written before it end here.
+	encodeSeen(e, c.Seen)
 }
 
 func (c *Customer) decode(d *dec) {
@@ -213,6 +215,9 @@ func (c *Customer) decode(d *dec) {
 		for i := range c.Recent {
 			c.Recent[i].decode(d)
 		}
+	}
+	if len(d.b) > 0 {
+		c.Seen = decodeSeen(d)
 	}
 }
 
@@ -279,6 +284,7 @@ func (c *Call) encode(e *enc) {
 	// Added later: records written before it simply end here.
 	fps := refList(c.MergeFingerprints)
 	fps.encode(e)
+	encodeCallIdentity(e, c.Identity) // added later still (identity.go)
 }
 
 func (c *Call) decode(d *dec) {
@@ -293,6 +299,7 @@ func (c *Call) decode(d *dec) {
 			c.MergeFingerprints = fps
 		}
 	}
+	c.Identity = decodeCallIdentity(d)
 }
 
 // refList and alias are the index and alias values.

@@ -68,6 +68,9 @@ type Customer struct {
 	// the whole context instead of two range scans.
 	Variables []Variable    `json:"variables"`
 	Recent    []Interaction `json:"recent"`
+	// Seen is when each identifier was last confirmed on the customer
+	// (identity.go; records written before it have none).
+	Seen []Seen `json:"seen,omitempty"`
 }
 
 // Variable is one named piece of context with its expiry.
@@ -110,6 +113,9 @@ type Call struct {
 	// MergeFingerprints are the reports merged into the ended call (the
 	// latest MaxMergeFingerprints), so a redelivered one changes nothing.
 	MergeFingerprints []string `json:"merge_fps,omitempty"`
+	// Identity is the call's identity state: candidates while unassigned,
+	// pops, agents' decisions, ends waiting for one (identity.go).
+	Identity *CallIdentity `json:"identity,omitempty"`
 }
 
 // MaxMergeFingerprints bounds Call.MergeFingerprints.

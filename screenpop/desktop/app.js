@@ -1,5 +1,6 @@
 // Sticky agent desktop: signs the agent in to NATS over websocket, reads
-// their pops (live and the ones kept in the stream) and sends wrap-ups.
+// their pops (live and the ones kept in the stream), sends wrap-ups and
+// says who the caller is when Sticky asks.
 // Everything shown comes from the pop JSON and is written with
 // textContent, never as HTML.
 "use strict";
@@ -169,10 +170,59 @@
     }
     $(".card-variables summary", card).textContent = "Variables (" + names.length + ")";
 
+    renderWho(card, pop, ctx, id);
+
     const form = $("form.wrapup", card);
     if (!form.dataset.touched) {
       const first = (ctx.open_intents || [])[0];
       form.intent.value = first ? first.intent : "";
+    }
+  }
+
+  // renderWho lets the agent say who the caller is: one of the candidates
+  // Sticky offers (while the call is unassigned), or "not this person"
+  // for the customer it popped. Only the agent the call rang may.
+  function renderWho(card, pop, ctx, id) {
+    const box = $(".card-who", card);
+    const subject = state.profile && state.profile.identify_subject;
+    const list = $(".who", box);
+    list.replaceChildren();
+    const choices = [];
+    if (ctx.customer_ref) choices.push({ ref: ctx.customer_ref, not: true, label: "Not " + ((pop.customer && pop.customer.name) || ctx.customer_ref) });
+    for (const c of id.candidates || []) {
+      if (!ctx.customer_ref) choices.push({ ref: c.customer_ref, label: c.customer_ref + " (" + Number(c.score || 0).toFixed(2) + ")" });
+    }
+    if (!ctx.customer_ref && (id.candidates || []).length) choices.push({ fresh: true, label: "Someone new" });
+    box.hidden = !subject || !pop.call.agent || !choices.length;
+    for (const ch of choices) {
+      const li = document.createElement("li");
+      const b = document.createElement("button");
+      b.type = "button";
+      b.textContent = ch.label;
+      b.addEventListener("click", () => identify(card, pop, ch));
+      li.appendChild(b);
+      list.appendChild(li);
+    }
+  }
+
+  async function identify(card, pop, ch) {
+    const out = $(".who-result", card);
+    const body = { call_id: pop.call.call_id };
+    if (ch.fresh) body.new_customer = true; else body.customer_ref = ch.ref;
+    if (ch.not) body.not = true;
+    try {
+      const m = await state.nc.request(state.profile.identify_subject, JSON.stringify(body), { timeout: 10000 });
+      const res = m.json();
+      if (m.headers && m.headers.get("Nats-Service-Error-Code")) {
+        out.className = "who-result bad";
+        out.textContent = "Not saved: " + (res.message || res.error);
+        return;
+      }
+      out.className = "who-result ok";
+      out.textContent = res.customer_ref ? "This call is " + res.customer_ref + "'s" : "Noted: not " + ch.ref;
+    } catch (err) {
+      out.className = "who-result bad";
+      out.textContent = "Not saved: " + (err && err.message ? err.message : err);
     }
   }
 
@@ -204,7 +254,9 @@
           return;
         }
         out.className = "wrapup-result ok";
-        out.textContent = "Saved to " + res.customer_ref + " (" + res.variables_updated + " variables, " + res.intents_updated + " intents)";
+        out.textContent = res.unassigned
+          ? "Kept with the call until you say who the caller is"
+          : "Saved to " + res.customer_ref + " (" + res.variables_updated + " variables, " + res.intents_updated + " intents)";
         card.classList.add("done");
       } catch (err) {
         out.className = "wrapup-result bad";

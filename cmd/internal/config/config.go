@@ -18,6 +18,7 @@ import (
 
 	"gopkg.in/yaml.v3"
 
+	"github.com/sticky-cc/sticky/core"
 	"github.com/sticky-cc/sticky/core/api"
 	"github.com/sticky-cc/sticky/core/redact"
 )
@@ -106,13 +107,51 @@ type Agent struct {
 	Queues   []string `yaml:"queues"`
 }
 
-// Identity holds the weights of the identity signals (SPEC section 2).
+// Identity holds the identity match model's settings (core.Model; the
+// README's "How identity is decided" explains each and its default).
 type Identity struct {
-	ANI           float64       `yaml:"ani_weight" env:"STICKY_WEIGHT_ANI" flag:"weight-ani" help:"confidence an ANI match adds"`
-	Email         float64       `yaml:"email_weight" env:"STICKY_WEIGHT_EMAIL" flag:"weight-email" help:"confidence an email match adds"`
-	ExternalID    float64       `yaml:"external_id_weight" env:"STICKY_WEIGHT_EXTERNAL_ID" flag:"weight-external-id" help:"confidence a customer id, CRM id or account number match adds"`
-	Recency       float64       `yaml:"recency_weight" env:"STICKY_WEIGHT_RECENCY" flag:"weight-recency" help:"confidence a contact today adds (decays to 0 over recency_window)"`
-	RecencyWindow time.Duration `yaml:"recency_window" env:"STICKY_RECENCY_WINDOW" flag:"recency-window" help:"how long recent contact keeps adding confidence"`
+	PriorBits                    float64       `yaml:"prior_bits" env:"STICKY_IDENTITY_PRIOR_BITS" flag:"identity-prior-bits" help:"prior log2 odds that a customer holding the evidence is the caller"`
+	PhoneM                       float64       `yaml:"phone_m" env:"STICKY_IDENTITY_PHONE_M" flag:"identity-phone-m" help:"m: chance a returning caller calls from a number on file"`
+	PhoneU                       float64       `yaml:"phone_u" env:"STICKY_IDENTITY_PHONE_U" flag:"identity-phone-u" help:"u: chance a call from a customer's number is someone else (per holder)"`
+	EmailM                       float64       `yaml:"email_m" env:"STICKY_IDENTITY_EMAIL_M" flag:"identity-email-m" help:"m: chance a returning customer gives an email on file"`
+	EmailU                       float64       `yaml:"email_u" env:"STICKY_IDENTITY_EMAIL_U" flag:"identity-email-u" help:"u: chance someone else gives a customer's email"`
+	ExternalIDM                  float64       `yaml:"external_id_m" env:"STICKY_IDENTITY_EXTERNAL_ID_M" flag:"identity-external-id-m" help:"m: chance a returning customer gives an id (customer id, CRM id, account number) on file"`
+	ExternalIDU                  float64       `yaml:"external_id_u" env:"STICKY_IDENTITY_EXTERNAL_ID_U" flag:"identity-external-id-u" help:"u: chance someone else gives a customer's id"`
+	RecencyBits                  float64       `yaml:"recency_bits" env:"STICKY_IDENTITY_RECENCY_BITS" flag:"identity-recency-bits" help:"log2 odds a contact today adds (decays to 0 over recency_window)"`
+	RecencyWindow                time.Duration `yaml:"recency_window" env:"STICKY_RECENCY_WINDOW" flag:"recency-window" help:"how long recent contact keeps adding confidence"`
+	Reuse                        float64       `yaml:"reuse_threshold" env:"STICKY_IDENTITY_REUSE" flag:"identity-reuse" help:"posterior at which the best candidate is reused"`
+	Confirm                      float64       `yaml:"confirm_threshold" env:"STICKY_IDENTITY_CONFIRM" flag:"identity-confirm" help:"combined posterior of the candidates at which the agent is asked instead of a new customer created"`
+	StaleAfter                   time.Duration `yaml:"stale_after" env:"STICKY_IDENTITY_STALE_AFTER" flag:"identity-stale-after" help:"a number unseen on its customer for longer may be reassigned (0: off)"`
+	StalePenaltyBits             float64       `yaml:"stale_penalty_bits" env:"STICKY_IDENTITY_STALE_PENALTY_BITS" flag:"identity-stale-penalty-bits" help:"log2 odds a stale number loses"`
+	AttestationABits             float64       `yaml:"attestation_a_bits" env:"STICKY_IDENTITY_ATTESTATION_A_BITS" flag:"identity-attestation-a-bits" help:"log2 odds a STIR/SHAKEN A attestation adds to the caller id"`
+	AttestationBPenaltyBits      float64       `yaml:"attestation_b_penalty_bits" env:"STICKY_IDENTITY_ATTESTATION_B_PENALTY_BITS" flag:"identity-attestation-b-penalty-bits" help:"log2 odds a B attestation takes from the caller id"`
+	AttestationCPenaltyBits      float64       `yaml:"attestation_c_penalty_bits" env:"STICKY_IDENTITY_ATTESTATION_C_PENALTY_BITS" flag:"identity-attestation-c-penalty-bits" help:"log2 odds a C attestation takes from the caller id"`
+	AttestationFailedPenaltyBits float64       `yaml:"attestation_failed_penalty_bits" env:"STICKY_IDENTITY_ATTESTATION_FAILED_PENALTY_BITS" flag:"identity-attestation-failed-penalty-bits" help:"log2 odds a failed verification takes from the caller id"`
+	SharedCap                    int           `yaml:"shared_cap" env:"STICKY_IDENTITY_SHARED_CAP" flag:"identity-shared-cap" help:"an identifier held by more customers is no evidence and links nobody else"`
+}
+
+// IdentityOf is the settings of a model.
+func IdentityOf(m core.Model) Identity {
+	return Identity{
+		PriorBits: m.PriorBits, PhoneM: m.Phone.M, PhoneU: m.Phone.U, EmailM: m.Email.M, EmailU: m.Email.U,
+		ExternalIDM: m.ExternalID.M, ExternalIDU: m.ExternalID.U, RecencyBits: m.RecencyBits, RecencyWindow: m.RecencyWindow,
+		Reuse: m.Reuse, Confirm: m.Confirm, StaleAfter: m.StaleAfter, StalePenaltyBits: m.StalePenaltyBits,
+		AttestationABits: m.AttestationABits, AttestationBPenaltyBits: m.AttestationBPenaltyBits,
+		AttestationCPenaltyBits: m.AttestationCPenaltyBits, AttestationFailedPenaltyBits: m.AttestationFailedPenaltyBits,
+		SharedCap: m.SharedCap,
+	}
+}
+
+// Model is the engine's model of these settings.
+func (i Identity) Model() core.Model {
+	return core.Model{
+		PriorBits: i.PriorBits, Phone: core.Evidence{M: i.PhoneM, U: i.PhoneU}, Email: core.Evidence{M: i.EmailM, U: i.EmailU},
+		ExternalID: core.Evidence{M: i.ExternalIDM, U: i.ExternalIDU}, RecencyBits: i.RecencyBits, RecencyWindow: i.RecencyWindow,
+		Reuse: i.Reuse, Confirm: i.Confirm, StaleAfter: i.StaleAfter, StalePenaltyBits: i.StalePenaltyBits,
+		AttestationABits: i.AttestationABits, AttestationBPenaltyBits: i.AttestationBPenaltyBits,
+		AttestationCPenaltyBits: i.AttestationCPenaltyBits, AttestationFailedPenaltyBits: i.AttestationFailedPenaltyBits,
+		SharedCap: i.SharedCap,
+	}
 }
 
 // Adapters configures the chat, email and Zendesk endpoints.
@@ -179,7 +218,7 @@ func Defaults() Config {
 		StatsWindow:     24 * time.Hour,
 		StatsEvery:      5 * time.Minute,
 		MinFreeMiB:      256,
-		Identity:        Identity{ANI: 0.40, Email: 0.30, ExternalID: 0.20, Recency: 0.10, RecencyWindow: 30 * 24 * time.Hour},
+		Identity:        IdentityOf(core.DefaultModel()),
 		Adapters:        Adapters{ReplayWindow: 5 * time.Minute, TicketPattern: `\[([A-Z][A-Z0-9]*-\d+)\]`},
 		Cluster:         Cluster{Replicas: 3, MaxLag: 1000, SnapshotEvery: time.Hour, KeepEntries: 10000},
 		Redaction:       Redaction{Enabled: true},
@@ -376,14 +415,12 @@ func (c Config) Validate() error {
 			return &Error{"STICKY_ESL_LISTEN_ADDR (esl.listen_addr)", fmt.Sprintf("%q is not host:port", c.ESL.ListenAddr)}
 		}
 	}
-	for _, w := range []struct {
-		setting string
-		v       float64
-	}{{"STICKY_WEIGHT_ANI (identity.ani_weight)", c.Identity.ANI}, {"STICKY_WEIGHT_EMAIL (identity.email_weight)", c.Identity.Email},
-		{"STICKY_WEIGHT_EXTERNAL_ID (identity.external_id_weight)", c.Identity.ExternalID}, {"STICKY_WEIGHT_RECENCY (identity.recency_weight)", c.Identity.Recency}} {
-		if w.v < 0 || w.v > 1 {
-			return &Error{w.setting, "must be between 0 and 1"}
+	if err := c.Identity.Model().Validate(); err != nil {
+		var me *core.ModelError
+		if errors.As(err, &me) {
+			return &Error{identitySetting(me.Setting), me.Problem}
 		}
+		return &Error{"identity", err.Error()}
 	}
 	if c.Cluster.Name != "" && !clusterName.MatchString(c.Cluster.Name) {
 		return &Error{"STICKY_CLUSTER (cluster.name)", fmt.Sprintf("%q must be 1-64 letters, digits, '_' or '-'", c.Cluster.Name)}
@@ -479,6 +516,18 @@ func (c Config) Validate() error {
 		}
 	}
 	return nil
+}
+
+// identitySetting names an identity setting as operators set it:
+// "STICKY_IDENTITY_REUSE (identity.reuse_threshold)".
+func identitySetting(yamlName string) string {
+	t := reflect.TypeFor[Identity]()
+	for i := range t.NumField() {
+		if f := t.Field(i); f.Tag.Get("yaml") == yamlName {
+			return f.Tag.Get("env") + " (identity." + yamlName + ")"
+		}
+	}
+	return "identity." + yamlName
 }
 
 var clusterName = regexp.MustCompile(`^[A-Za-z0-9_-]{1,64}$`)

@@ -57,7 +57,12 @@ func TestBadSettingsNameTheSetting(t *testing.T) {
 		{nil, map[string]string{"STICKY_ARI_MODE": "spy"}, "STICKY_ARI_MODE"},
 		{nil, map[string]string{"STICKY_SHUTDOWN_TIMEOUT": "soon"}, "STICKY_SHUTDOWN_TIMEOUT"},
 		{nil, map[string]string{"STICKY_DEFAULT_REGION": "usa"}, "STICKY_DEFAULT_REGION"},
-		{nil, map[string]string{"STICKY_WEIGHT_ANI": "1.5"}, "STICKY_WEIGHT_ANI"},
+		{nil, map[string]string{"STICKY_IDENTITY_PHONE_M": "1.5"}, "STICKY_IDENTITY_PHONE_M"},
+		{nil, map[string]string{"STICKY_IDENTITY_EMAIL_U": "-0.1"}, "STICKY_IDENTITY_EMAIL_U"},
+		{nil, map[string]string{"STICKY_IDENTITY_RECENCY_BITS": "-1"}, "STICKY_IDENTITY_RECENCY_BITS"},
+		{nil, map[string]string{"STICKY_IDENTITY_CONFIRM": "0.95"}, "STICKY_IDENTITY_REUSE"}, // reuse (0.9) below confirm
+		{nil, map[string]string{"STICKY_IDENTITY_SHARED_CAP": "500"}, "STICKY_IDENTITY_SHARED_CAP"},
+		{nil, map[string]string{"STICKY_IDENTITY_SHARED_CAP": "many"}, "STICKY_IDENTITY_SHARED_CAP"},
 		{nil, map[string]string{"STICKY_MIN_FREE_MIB": "-1"}, "STICKY_MIN_FREE_MIB"},
 		{nil, map[string]string{"STICKY_PPROF_ADDR": "0.0.0.0:6060"}, "STICKY_PPROF_ADDR"},
 		{nil, map[string]string{"STICKY_PPROF_ADDR": "example.com:6060"}, "STICKY_PPROF_ADDR"},

@@ -192,12 +192,12 @@ func TestEncryptionBackupRestoreAndKeyRotation(t *testing.T) {
 func TestAdaptersAreServedByTheProcess(t *testing.T) {
 	addr, stop := runDaemon(t, map[string]string{"STICKY_DATA_DIR": t.TempDir()})
 	defer stop()
-	code, body := postJSON(t, "http://"+addr+"/v1/adapters/chat", `{"session_id":"chat_session_1","customer":{"email":"jane@example.com"},
+	code, body := postJSON(t, "http://"+addr+"/v1/adapters/chat", `{"session_id":"chat_session_1","customer":{"email":"jane@example.test"},
 		"summary":"Asked about the refund","intent":"refund_status","intent_status":"open"}`)
 	if code != 200 {
 		t.Fatalf("chat adapter: %d %s", code, body)
 	}
-	code, body = postJSON(t, "http://"+addr+"/v1/calls/start", `{"call_id":"c1","identity_hints":{"external_ids":{"email":"Jane@Example.com"}}}`)
+	code, body = postJSON(t, "http://"+addr+"/v1/calls/start", `{"call_id":"c1","identity_hints":{"external_ids":{"email":"Jane@Example.test"}}}`)
 	if code != 200 || !strings.Contains(body, "chat_session_1") || !strings.Contains(body, "refund_status") {
 		t.Fatalf("start after a chat: %d %s", code, body)
 	}

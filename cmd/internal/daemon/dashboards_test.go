@@ -124,8 +124,8 @@ func busyBridge(t *testing.T) string {
 		path, body string
 		want       int
 	}{
-		{"/v1/calls/end", `{"call_id":"chat_m1","channel":"chat","identity_hints":{"external_ids":{"email":"jane@example.com"}},"intent":"refund_status"}`, 200},
-		{"/v1/calls/start", `{"call_id":"call_m1","identity_hints":{"ani":"+14155551234","external_ids":{"email":"jane@example.com"}}}`, 200},
+		{"/v1/calls/end", `{"call_id":"chat_m1","channel":"chat","identity_hints":{"external_ids":{"email":"jane@example.test"}},"intent":"refund_status"}`, 200},
+		{"/v1/calls/start", `{"call_id":"call_m1","identity_hints":{"ani":"+14155551234","external_ids":{"email":"jane@example.test"}}}`, 200},
 		{"/v1/calls/end", `{"call_id":"call_m1","channel":"phone","intent":"refund_status"}`, 200},
 		{"/v1/calls/end", `{"call_id":""}`, 400},
 	} {

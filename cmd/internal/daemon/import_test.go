@@ -89,7 +89,7 @@ func TestImportCSVThenRerunChangesNothing(t *testing.T) {
 		t.Errorf("rejects file:\n%s\nwant:\n%s", rejects, want)
 	}
 	withEngine(t, data, func(e *core.Engine) {
-		st, err := e.Start(ctx, core.StartRequest{CallID: "c1", Hints: core.Hints{ANI: "+14155550104"}})
+		st, err := e.Start(ctx, core.StartRequest{CallID: "c1", Hints: core.Hints{ANI: "+14155552104"}})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -101,7 +101,7 @@ func TestImportCSVThenRerunChangesNothing(t *testing.T) {
 			t.Fatalf("Dee by her second number: %+v", p)
 		}
 		// Fay's plan held a card number: redacted as an end's would be.
-		st, _ = e.Start(ctx, core.StartRequest{CallID: "c2", Hints: core.Hints{ANI: "+14155550107"}})
+		st, _ = e.Start(ctx, core.StartRequest{CallID: "c2", Hints: core.Hints{ANI: "+14155552107"}})
 		if v := st.Variables["plan"].Value; strings.Contains(v, "4111 1111") || v == "" {
 			t.Fatalf("Fay's plan: %q", v)
 		}
@@ -119,13 +119,13 @@ func TestImportCSVThenRerunChangesNothing(t *testing.T) {
 	// A changed row updates its customer.
 	b, _ := os.ReadFile(file)
 	changed := filepath.Join(t.TempDir(), "changed.csv")
-	os.WriteFile(changed, bytes.Replace(b, []byte("C-1002,Bob Stone,415-555-0101,,Bob@Example.com,A-2,silver"), []byte("C-1002,Bob Stone,415-555-0101,415-555-0199,Bob@Example.com,A-2,gold"), 1), 0o600)
+	os.WriteFile(changed, bytes.Replace(b, []byte("C-1002,Bob Stone,415-555-2101,,Bob@example.test,A-2,silver"), []byte("C-1002,Bob Stone,415-555-2101,415-555-2199,Bob@example.test,A-2,gold"), 1), 0o600)
 	code, out = runImportCmd(t, ctx, data, changed)
 	if code != 0 || !strings.Contains(out, "0 imported, 1 updated, 3 unchanged") {
 		t.Fatalf("changed file: exit %d: %s", code, out)
 	}
 	withEngine(t, data, func(e *core.Engine) {
-		st, err := e.Start(ctx, core.StartRequest{CallID: "c3", Hints: core.Hints{ANI: "+14155550199"}})
+		st, err := e.Start(ctx, core.StartRequest{CallID: "c3", Hints: core.Hints{ANI: "+14155552199"}})
 		if err != nil || st.Variables["plan"].Value != "gold" || st.Variables["name"].Value != "Bob Stone" {
 			t.Fatalf("Bob after the update: %+v %v", st, err)
 		}
@@ -152,7 +152,7 @@ func TestImportJSONLines(t *testing.T) {
 		if err != nil || p.Variables["seats"].Value != "3" || len(p.Identifiers) != 4 || len(p.OpenIntents) != 1 {
 			t.Fatalf("Hal: %+v %v", p, err)
 		}
-		st, err := e.Start(ctx, core.StartRequest{CallID: "c1", Hints: core.Hints{ExternalIDs: map[string]string{"email": "ida@work.example"}}})
+		st, err := e.Start(ctx, core.StartRequest{CallID: "c1", Hints: core.Hints{ExternalIDs: map[string]string{"email": "ida@work.test"}}})
 		if err != nil || st.Variables["tier"].Value != "vip" || st.Variables["name"].Value != "Ida" {
 			t.Fatalf("Ida: %+v %v", st, err)
 		}
@@ -172,7 +172,7 @@ func TestImportResumesAfterAKill(t *testing.T) {
 		if i%7 == 3 {
 			phone = "nope"
 		}
-		fmt.Fprintf(&b, "K-%d,Name %d,%s,k%d@example.com\n", i, i, phone, i)
+		fmt.Fprintf(&b, "K-%d,Name %d,%s,k%d@example.test\n", i, i, phone, i)
 	}
 	os.WriteFile(file, []byte(b.String()), 0o600)
 
@@ -294,7 +294,7 @@ func TestImportMapOverridesAliases(t *testing.T) {
 		if st.Variables["tier"].Value != "gold" || st.Variables["name"].Value != "Ann Lee" || len(st.OpenIntents) != 0 {
 			t.Fatalf("%+v", st)
 		}
-		if r, _ := e.Start(ctx, core.StartRequest{CallID: "c2", Hints: core.Hints{ANI: "+14155550100"}}); r.CustomerRef == st.CustomerRef {
+		if r, _ := e.Start(ctx, core.StartRequest{CallID: "c2", Hints: core.Hints{ANI: "+14155552100"}}); r.CustomerRef == st.CustomerRef {
 			t.Fatal("the Mobile column was imported although -map chose Work Phone")
 		}
 	})

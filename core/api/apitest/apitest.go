@@ -242,7 +242,11 @@ func check(req *http.Request, body []byte, rec *recorder, opts Options) string {
 	input := &openapi3filter.RequestValidationInput{Request: req, PathParams: params, Route: route,
 		Options: &openapi3filter.Options{AuthenticationFunc: auth, MultiError: true}}
 	secErr := openapi3filter.ValidateSecurityRequirements(ctx, input, *security)
-	refused := rec.status == http.StatusUnauthorized || rec.status == http.StatusForbidden
+	// A 403 refuses the credentials when it says the key lacks a scope; a
+	// 403 without that (an identify from an agent the call was not popped
+	// to) is the engine's answer about the request, not about the key.
+	refused := rec.status == http.StatusUnauthorized ||
+		rec.status == http.StatusForbidden && strings.Contains(rec.Header().Get("WWW-Authenticate"), "insufficient_scope")
 	switch {
 	case secErr != nil && !signed:
 		want := http.StatusUnauthorized
