@@ -109,8 +109,12 @@ func TestClusterNodeKilledUnderLoad(t *testing.T) {
 	for i, b := range nodes {
 		addrs[i] = b.addr
 	}
+	// Each writer keeps going until n of its ends are acknowledged: while
+	// the killed node's NATS server is gone the stream may re-elect its
+	// leader, and a write refused meanwhile is retried, as a client would.
 	write := func(ctx context.Context, c int, n int) {
-		for i := 0; i < n && ctx.Err() == nil; i++ {
+		done := 0
+		for i := 0; done < n && ctx.Err() == nil; i++ {
 			mu.Lock()
 			addr := addrs[(c+i)%3]
 			mu.Unlock()
@@ -119,8 +123,15 @@ func TestClusterNodeKilledUnderLoad(t *testing.T) {
 				"call_id": a.callID, "customer_ref": a.ref, "intent": "crash_test",
 				"variables": map[string]string{"last": a.value, "summary": "end " + a.callID}})
 			if err != nil || status != 200 {
-				continue // the node was killed, or lost its quorum for a moment: not acknowledged
+				// The node was killed, or the stream is electing a leader:
+				// not acknowledged. Back off a little before the next try.
+				select {
+				case <-ctx.Done():
+				case <-time.After(20 * time.Millisecond):
+				}
+				continue
 			}
+			done++
 			mu.Lock()
 			acked = append(acked, a)
 			mu.Unlock()
