@@ -228,12 +228,14 @@ func (b *Bridge) Run(ctx context.Context) error {
 		if ctx.Err() != nil {
 			break
 		}
+		wait := jitter(backoff)
+		msg := fmt.Sprintf("disconnected: %v; retrying in %s", err, wait.Round(time.Millisecond))
+		// The status first, then the counter: whoever sees the failure
+		// counted also sees why in Status.
+		b.setStatus(false, msg)
 		if !up {
 			b.count("connect_error")
 		}
-		wait := jitter(backoff)
-		msg := fmt.Sprintf("disconnected: %v; retrying in %s", err, wait.Round(time.Millisecond))
-		b.setStatus(false, msg)
 		b.log.Warn("ARI connection lost or refused", "url", b.wsURL, "err", err, "retry_in", wait.Round(time.Millisecond))
 		t := time.NewTimer(wait)
 		select {
