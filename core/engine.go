@@ -55,6 +55,9 @@ type Options struct {
 	Node            string
 	AccessRetention time.Duration
 	AccessQueue     int
+	// DiscloseLevel is the lowest recommendation whose pop carries the
+	// full context (disclose.go; default reuse).
+	DiscloseLevel string
 }
 
 // Observer is told what the engine did; it must be fast and must not block.

@@ -77,10 +77,13 @@ type identifyCmd struct {
 }
 
 // Desk is what agent desktops add to Calls: which agent a call was popped
-// to, and who the caller is. *Engine implements it.
+// to, who the caller is, what a pop may carry and the context once the
+// caller is verified (disclose.go). *Engine implements it.
 type Desk interface {
 	Popped(ctx context.Context, callID, agent string) error
 	Identify(ctx context.Context, req IdentifyRequest) (*IdentifyResult, error)
+	Withhold(ctx context.Context, res *StartResult) (*Withheld, error)
+	Disclose(ctx context.Context, callID, agent string) (*CallContext, error)
 }
 
 var _ Desk = (*Engine)(nil)
