@@ -28,6 +28,10 @@ const (
 	DiscloseNever   = "never"
 )
 
+// DefaultVerifyPrompt is what the desktop asks the agent to check before
+// a withheld context is fetched.
+const DefaultVerifyPrompt = "Verify: ask for the ZIP code or the last order number"
+
 // DiscloseLevels are the values Options.DiscloseLevel takes, lowest first.
 var DiscloseLevels = []string{DiscloseAll, DiscloseIgnore, DiscloseConfirm, DiscloseReuse, DiscloseNever}
 
@@ -84,13 +88,12 @@ type NamedCandidate struct {
 }
 
 // Withhold returns what a pop of res may carry when res is below the
-// disclosure level, or nil when the pop may carry res whole. It only reads.
-func (e *Engine) Withhold(ctx context.Context, res *StartResult) (*Withheld, error) {
+// disclosure level, or nil when the pop may carry res whole. It only
+// reads; when the store cannot say the candidates' names it leaves them
+// out rather than disclose more.
+func (e *Engine) Withhold(ctx context.Context, res *StartResult) *Withheld {
 	if res == nil || e.Discloses(res.Identity) {
-		return nil, nil
-	}
-	if err := ctx.Err(); err != nil {
-		return nil, &Error{Code: CodeUnavailable, Message: "request cancelled"}
+		return nil
 	}
 	w := &Withheld{CallID: res.CallID, CallStart: res.CallStart, Identity: res.Identity, Withheld: true, Candidates: []NamedCandidate{}}
 	if res.CustomerRef != "" {
@@ -115,9 +118,12 @@ func (e *Engine) Withhold(ctx context.Context, res *StartResult) (*Withheld, err
 		return nil
 	})
 	if err != nil {
-		return nil, storeErr(err)
+		e.log.Warn("cannot read the candidates' names for a withheld pop; it shows none", "call_id", res.CallID, "err", err)
+		for i := range w.Candidates {
+			w.Candidates[i].Name = ""
+		}
 	}
-	return w, nil
+	return w
 }
 
 // DisplayName is the name a customer goes by, from their variables (name,

@@ -82,7 +82,7 @@ type identifyCmd struct {
 type Desk interface {
 	Popped(ctx context.Context, callID, agent string) error
 	Identify(ctx context.Context, req IdentifyRequest) (*IdentifyResult, error)
-	Withhold(ctx context.Context, res *StartResult) (*Withheld, error)
+	Withhold(ctx context.Context, res *StartResult) *Withheld
 	Disclose(ctx context.Context, callID, agent string) (*CallContext, error)
 }
 

@@ -154,8 +154,8 @@ func (s *Service) startEmbedded() (*server.User, error) {
 
 // agentPermissions lets an agent read its own pops and its queues' pops
 // (live, or through an ordered consumer on the stream filtered to those
-// subjects), receive replies only on its own inbox prefix, and send
-// wrap-ups. It cannot publish pops, read another agent's subject, create
+// subjects), receive replies only on its own inbox prefix, send wrap-ups,
+// and identify callers and fetch contexts on its own subjects. It cannot publish pops, read another agent's subject, create
 // a consumer on another subject, list or delete consumers.
 func agentPermissions(a Agent) *server.Permissions {
 	subs := []string{AgentSubject(a.ID)}
@@ -167,6 +167,7 @@ func agentPermissions(a Agent) *server.Permissions {
 		SubjectWrapUp,
 		SubjectProfilePrefix + "." + Token(a.ID),
 		IdentifySubject(a.ID),
+		ContextSubject(a.ID),
 		api + ".STREAM.INFO." + StreamName,
 		api + ".CONSUMER.MSG.NEXT." + StreamName + ".*",
 		api + ".CONSUMER.INFO." + StreamName + ".*",

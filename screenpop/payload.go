@@ -2,7 +2,6 @@ package screenpop
 
 import (
 	"encoding/json"
-	"strings"
 	"time"
 
 	"github.com/sticky-cc/sticky/core"
@@ -26,8 +25,39 @@ type Payload struct {
 	Customer Customer  `json:"customer"`
 	SentAt   time.Time `json:"sent_at"`
 	// Context is exactly the answer of /v1/calls/start for this call,
-	// history timeline included.
-	Context *core.StartResult `json:"context"`
+	// history timeline included, when the caller's identity is at or
+	// above the disclosure level. Below it, it is withheld: the call,
+	// the identity and the candidates' names, with Withheld set and
+	// Verify saying what to ask; the desktop fetches the rest once the
+	// agent has verified the caller.
+	Context *PopContext `json:"context"`
+}
+
+// PopContext is a pop's context: a whole core.StartResult, or a withheld
+// one (core.Withheld: call_id, call_start, identity, withheld,
+// candidates) with Verify.
+type PopContext struct {
+	core.StartResult
+	Withheld   bool                  `json:"withheld,omitempty"`
+	Candidates []core.NamedCandidate `json:"candidates,omitempty"`
+	Verify     *Verify               `json:"verify,omitempty"`
+}
+
+// Verify is what a withheld pop asks of the agent, and where its desktop
+// fetches the context afterwards.
+type Verify struct {
+	Prompts []string `json:"prompts"`
+	// ContextSubject is the agent's context subject ("" for a pop to a
+	// queue only: nobody may fetch the context of a call that rang no
+	// agent).
+	ContextSubject string `json:"context_subject,omitempty"`
+}
+
+// withheldPop is the context of a withheld pop as it is encoded: only
+// what core.Withheld holds, and what to ask.
+type withheldPop struct {
+	*core.Withheld
+	Verify Verify `json:"verify"`
 }
 
 // wirePayload is Payload as it is encoded: the same fields in the same
@@ -80,19 +110,5 @@ func customerOf(res *core.StartResult) Customer {
 	if res == nil {
 		return Customer{}
 	}
-	c := Customer{Ref: res.CustomerRef}
-	v := func(name string) string {
-		if vv, ok := res.Variables[name]; ok {
-			return strings.TrimSpace(vv.Value)
-		}
-		return ""
-	}
-	for _, name := range []string{"name", "customer_name", "full_name", "display_name"} {
-		if s := v(name); s != "" {
-			c.Name = s
-			return c
-		}
-	}
-	c.Name = strings.TrimSpace(v("first_name") + " " + v("last_name"))
-	return c
+	return Customer{Ref: res.CustomerRef, Name: core.DisplayName(func(name string) string { return res.Variables[name].Value })}
 }

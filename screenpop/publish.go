@@ -23,7 +23,7 @@ const attemptTimeout = 3 * time.Second
 // retries; only the end of ctx (or a pop too big for NATS) makes it give
 // up.
 func (s *Service) Pop(ctx context.Context, p core.Pop) error {
-	msgs, err := s.messages(p)
+	msgs, err := s.messages(ctx, p)
 	if err != nil {
 		s.count("pop_failed")
 		return err
@@ -47,16 +47,29 @@ func (s *Service) Pop(ctx context.Context, p core.Pop) error {
 }
 
 // messages builds the copies of one pop, the agent's first (it is the one
-// a desktop is waiting for).
-func (s *Service) messages(p core.Pop) ([]*nats.Msg, error) {
+// a desktop is waiting for). Below the disclosure level every copy holds
+// the withheld context only: what is not shown is not sent.
+func (s *Service) messages(ctx context.Context, p core.Pop) ([]*nats.Msg, error) {
 	if p.CallID == "" {
 		return nil, errors.New("screenpop: a pop needs a call_id")
 	}
 	if p.RangAt.IsZero() {
 		p.RangAt = s.opts.Now()
 	}
+	customer := customerOf(p.Context)
+	var body any = p.Context
+	if s.desk != nil {
+		if w := s.desk.Withhold(ctx, p.Context); w != nil {
+			v := Verify{Prompts: s.opts.VerifyPrompts}
+			if p.Agent != "" {
+				v.ContextSubject = ContextSubject(p.Agent)
+			}
+			body, customer = withheldPop{w, v}, Customer{}
+			s.count("pop_withheld")
+		}
+	}
 	// The context is most of the pop: encode it once for all copies.
-	ctxJSON, err := json.Marshal(p.Context)
+	ctxJSON, err := json.Marshal(body)
 	if err != nil {
 		return nil, fmt.Errorf("screenpop: encoding a pop: %w", err)
 	}
@@ -67,7 +80,7 @@ func (s *Service) messages(p core.Pop) ([]*nats.Msg, error) {
 			CallID: p.CallID, PBX: p.PBX, PBXCallID: p.PBXCallID, ANI: p.ANI, DNIS: p.DNIS,
 			Agent: p.Agent, Queue: p.Queue, RangAt: p.RangAt.UTC(),
 		},
-		Customer: customerOf(p.Context),
+		Customer: customer,
 		SentAt:   s.opts.Now().UTC(),
 		Context:  ctxJSON,
 	}

@@ -82,14 +82,19 @@ type Options struct {
 
 	// Agents are the desktop logins of the embedded server.
 	Agents []Agent
+	// VerifyPrompts are what a withheld pop asks the agent to check
+	// before the desktop fetches the context (default
+	// core.DefaultVerifyPrompt). The engine decides which pops are
+	// withheld (core.Options.DiscloseLevel).
+	VerifyPrompts []string
 	// Calls is the engine behind the start, end and wrap-up services. If
 	// it is also a core.Desk (the engine is), pops are recorded with it and
 	// agents may say who a caller is (identify).
 	Calls  core.Calls
 	Logger *slog.Logger
 	// Count, when set, is told about events: pop_published, pop_duplicate,
-	// pop_retry, pop_failed, wrapup_saved, wrapup_failed, identify_saved,
-	// identify_failed,
+	// pop_retry, pop_failed, pop_withheld, wrapup_saved, wrapup_failed,
+	// identify_saved, identify_failed, context_disclosed, context_refused,
 	// nats_disconnected, nats_connected.
 	Count func(event string)
 	// Now is the clock (default time.Now).
@@ -155,6 +160,9 @@ func Start(ctx context.Context, opts Options) (*Service, error) {
 	}
 	if opts.WSAddr == "" {
 		opts.WSAddr = DefaultWSAddr
+	}
+	if len(opts.VerifyPrompts) == 0 {
+		opts.VerifyPrompts = []string{core.DefaultVerifyPrompt}
 	}
 	s := &Service{
 		opts:  opts,

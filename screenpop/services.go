@@ -60,13 +60,17 @@ func (s *Service) addServices() error {
 			"response_schema": schema("DesktopProfile"), "error_schema": schema("Error")}},
 	}
 	if s.desk != nil {
-		eps = append(eps, struct {
+		type ep = struct {
 			name, subject string
 			h             func(context.Context, micro.Request) (any, error)
 			meta          map[string]string
-		}{"identify", SubjectIdentifyPrefix + ".*", s.identify, map[string]string{
+		}
+		eps = append(eps, ep{"identify", SubjectIdentifyPrefix + ".*", s.identify, map[string]string{
 			"description":    "an agent says who the caller is, as POST /v1/calls/{call_id}/identify; the last token is the agent",
-			"request_schema": schema("IdentifyRequest"), "response_schema": schema("IdentifyResult"), "error_schema": schema("Error")}})
+			"request_schema": schema("IdentifyRequest"), "response_schema": schema("IdentifyResult"), "error_schema": schema("Error")}},
+			ep{"context", SubjectContextPrefix + ".*", s.disclose, map[string]string{
+				"description":    "a desktop fetches the context of a call popped to its agent once the caller is verified and identified; the last token is the agent",
+				"request_schema": schema("ContextRequest"), "response_schema": schema("CallContext"), "error_schema": schema("Error")}})
 	}
 	for _, ep := range eps {
 		h := ep.h
@@ -254,6 +258,29 @@ func (s *Service) identify(ctx context.Context, r micro.Request) (any, error) {
 	return res, nil
 }
 
+// disclose answers sticky.v1.desktop.context.<agent> ({"call_id"}): the
+// context of a call popped to that agent, once its caller is identified
+// (or its pop carried it already). The engine refuses (403) another agent
+// and keeps the attempt in the access log.
+func (s *Service) disclose(ctx context.Context, r micro.Request) (any, error) {
+	if err := checkSize(r.Data()); err != nil {
+		return nil, err
+	}
+	agent := s.agentOf(strings.TrimPrefix(r.Subject(), SubjectContextPrefix+"."))
+	callID, err := core.ParseDisclose(r.Data())
+	if err != nil {
+		s.count("context_refused")
+		return nil, err
+	}
+	res, err := s.desk.Disclose(ctx, callID, agent)
+	if err != nil {
+		s.count("context_refused")
+		return nil, err
+	}
+	s.count("context_disclosed")
+	return res, nil
+}
+
 // agentOf is the agent whose subject token tok is.
 func (s *Service) agentOf(tok string) string {
 	for _, a := range s.opts.Agents {
@@ -276,6 +303,9 @@ type Profile struct {
 	// Identify is where the agent says who a caller is ("" when the
 	// engine cannot be told).
 	Identify string `json:"identify_subject,omitempty"`
+	// Context is where the desktop fetches a verified caller's context
+	// ("" when the engine cannot be asked).
+	Context string `json:"context_subject,omitempty"`
 }
 
 // profile answers sticky.v1.desktop.profile.<agent>. On the embedded
@@ -285,6 +315,7 @@ func (s *Service) profile(_ context.Context, r micro.Request) (any, error) {
 	p := Profile{Agent: tok, Queues: []string{}, Stream: StreamName, InboxPrefix: InboxPrefix(tok), WrapUp: SubjectWrapUp}
 	if s.desk != nil {
 		p.Identify = SubjectIdentifyPrefix + "." + tok
+		p.Context = SubjectContextPrefix + "." + tok
 	}
 	for _, a := range s.opts.Agents {
 		if Token(a.ID) == tok {

@@ -1,6 +1,7 @@
 package screenpop_test
 
 import (
+	"context"
 	"encoding/json"
 	"testing"
 	"time"
@@ -8,6 +9,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/micro"
 
+	"github.com/sticky-cc/sticky/core"
 	"github.com/sticky-cc/sticky/core/api"
 	"github.com/sticky-cc/sticky/core/api/apitest"
 	"github.com/sticky-cc/sticky/screenpop"
@@ -43,6 +45,7 @@ func TestServiceMetadataPointsAtTheSchemas(t *testing.T) {
 		"end":     {"EndRequest", "EndResult", "Error"},
 		"wrapup":  {"WrapUpRequest", "EndResult", "Error"},
 		"profile": {"", "DesktopProfile", "Error"},
+		"context": {"ContextRequest", "CallContext", "Error"},
 	} {
 		md := eps[name].Metadata
 		for i, key := range []string{"request_schema", "response_schema", "error_schema"} {
@@ -97,4 +100,9 @@ func TestServiceMetadataPointsAtTheSchemas(t *testing.T) {
 	exchange(alice, "wrapup", screenpop.SubjectWrapUp, `{"call_id":"schema_call","intent":"refund_status","intent_status":"resolved","summary":"Refund confirmed"}`, false)
 	exchange(alice, "wrapup", screenpop.SubjectWrapUp, `{"call_id":"schema_call","customer_ref":"cust_x"}`, true)
 	exchange(alice, "profile", screenpop.SubjectProfilePrefix+".alice", "", false)
+	exchange(alice, "context", screenpop.ContextSubject("alice"), `{"call_id":"schema_call","customer_ref":"cust_x"}`, true)
+	if err := svc.Pop(context.Background(), core.Pop{CallID: "schema_pop", PBX: "asterisk", Agent: "alice", Context: ring(t, e, "schema_pop", "alice").Context}); err != nil {
+		t.Fatal(err)
+	}
+	exchange(alice, "context", screenpop.ContextSubject("alice"), `{"call_id":"schema_pop"}`, false)
 }

@@ -24,6 +24,10 @@ const (
 	// SubjectProfilePrefix + "." + agent token answers a desktop with the
 	// agent's own subjects (queues); agents may only ask about themselves.
 	SubjectProfilePrefix = "sticky.v1.desktop.profile"
+	// SubjectContextPrefix + "." + agent token is where a desktop fetches
+	// the context of a call popped to its agent once the caller is
+	// verified; agents may only publish on their own.
+	SubjectContextPrefix = "sticky.v1.desktop.context"
 	// StreamName is the JetStream stream that keeps pops for late desktops.
 	StreamName = "STICKY_POPS"
 
@@ -68,6 +72,9 @@ func CallSubject(call string) string { return SubjectPrefix + ".call." + Token(c
 
 // IdentifySubject is where agent's desktop sends identify requests.
 func IdentifySubject(agent string) string { return SubjectIdentifyPrefix + "." + Token(agent) }
+
+// ContextSubject is where agent's desktop fetches a verified caller's context.
+func ContextSubject(agent string) string { return SubjectContextPrefix + "." + Token(agent) }
 
 // InboxPrefix is the only inbox an agent's connection may subscribe to on
 // the embedded server, so replies and JetStream deliveries meant for one
