@@ -39,6 +39,8 @@ type Config struct {
 	VariableTTL       time.Duration `yaml:"variable_ttl" env:"STICKY_VARIABLE_TTL" flag:"variable-ttl" help:"default lifetime of variables"`
 	IntentWindow      time.Duration `yaml:"intent_window" env:"STICKY_INTENT_WINDOW" flag:"intent-window" help:"unresolved intents expire after this long without contact"`
 	AccessRetention   time.Duration `yaml:"access_retention" env:"STICKY_ACCESS_RETENTION" flag:"access-retention" help:"how long the access log (who saw which customer) keeps its records"`
+	DiscloseLevel     string        `yaml:"disclose_level" env:"STICKY_DISCLOSE_LEVEL" flag:"disclose-level" help:"lowest identity recommendation whose pop carries the caller's context (all, ignore, confirm, reuse, never); below it the agent verifies the caller first"`
+	VerifyPrompts     string        `yaml:"verify_prompts" env:"STICKY_VERIFY_PROMPTS" flag:"verify-prompts" help:"what the desktop asks the agent to check before the context is shown; several prompts separated by |"`
 	StatsWindow       time.Duration `yaml:"stats_window" env:"STICKY_STATS_WINDOW" flag:"stats-window" help:"window of the cross-channel figures exported as metrics"`
 	StatsEvery        time.Duration `yaml:"stats_every" env:"STICKY_STATS_EVERY" flag:"stats-every" help:"how often those figures are recomputed (they scan the store)"`
 	MinFreeMiB        float64       `yaml:"min_free_mib" env:"STICKY_MIN_FREE_MIB" flag:"min-free-mib" help:"refuse writes (503) while the data disk has less free space than this many MiB"`
@@ -215,6 +217,8 @@ func Defaults() Config {
 		VariableTTL:     30 * 24 * time.Hour,
 		IntentWindow:    30 * 24 * time.Hour,
 		AccessRetention: 365 * 24 * time.Hour,
+		DiscloseLevel:   core.DiscloseReuse,
+		VerifyPrompts:   DefaultVerifyPrompt,
 		StatsWindow:     24 * time.Hour,
 		StatsEvery:      5 * time.Minute,
 		MinFreeMiB:      256,
@@ -230,6 +234,23 @@ func Defaults() Config {
 		ARI: ARI{URL: "http://127.0.0.1:8088/ari", App: "sticky", Mode: "stasis", Budget: 300 * time.Millisecond},
 		ESL: ESL{Addr: "127.0.0.1:8021", Password: "ClueCon", Budget: 300 * time.Millisecond},
 	}
+}
+
+// DefaultVerifyPrompt is what the desktop asks the agent to check before a
+// withheld context is shown.
+const DefaultVerifyPrompt = core.DefaultVerifyPrompt
+
+const maxPrompt = 300
+
+// Prompts are the verification prompts of VerifyPrompts (split at |).
+func (c Config) Prompts() []string {
+	var out []string
+	for _, p := range strings.Split(c.VerifyPrompts, "|") {
+		if p = strings.TrimSpace(p); p != "" {
+			out = append(out, p)
+		}
+	}
+	return out
 }
 
 // Error names the setting that is wrong.
@@ -493,6 +514,17 @@ func (c Config) Validate() error {
 	}
 	if c.AccessRetention < time.Hour {
 		return &Error{"STICKY_ACCESS_RETENTION (access_retention)", "must be at least 1h"}
+	}
+	if err := core.CheckDiscloseLevel(c.DiscloseLevel); err != nil || c.DiscloseLevel == "" {
+		return &Error{"STICKY_DISCLOSE_LEVEL (disclose_level)", fmt.Sprintf("%q must be one of %s", c.DiscloseLevel, strings.Join(core.DiscloseLevels, ", "))}
+	}
+	if len(c.Prompts()) == 0 {
+		return &Error{"STICKY_VERIFY_PROMPTS (verify_prompts)", "must name at least one prompt (the default is " + strconv.Quote(DefaultVerifyPrompt) + ")"}
+	}
+	for _, p := range c.Prompts() {
+		if len(p) > maxPrompt || strings.IndexFunc(p, func(r rune) bool { return r < ' ' || r == 0x7f }) >= 0 {
+			return &Error{"STICKY_VERIFY_PROMPTS (verify_prompts)", fmt.Sprintf("each prompt must be one line of at most %d bytes", maxPrompt)}
+		}
 	}
 	if c.NATS.PopRetention < time.Second {
 		return &Error{"STICKY_POP_RETENTION (nats.pop_retention)", "must be at least 1s"}

@@ -4,6 +4,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -71,6 +72,9 @@ func TestBadSettingsNameTheSetting(t *testing.T) {
 		{nil, map[string]string{"STICKY_REDACT_PATTERNS": ".*"}, "STICKY_REDACT_PATTERNS"},
 		{nil, map[string]string{"STICKY_REDACT_PATTERNS": `[a-z ]+`}, "STICKY_REDACT_PATTERNS"},
 		{nil, map[string]string{"STICKY_REDACT": "maybe"}, "STICKY_REDACT"},
+		{nil, map[string]string{"STICKY_DISCLOSE_LEVEL": "high"}, "STICKY_DISCLOSE_LEVEL"},
+		{nil, map[string]string{"STICKY_VERIFY_PROMPTS": " | "}, "STICKY_VERIFY_PROMPTS"},
+		{nil, map[string]string{"STICKY_VERIFY_PROMPTS": strings.Repeat("ask ", 100)}, "STICKY_VERIFY_PROMPTS"},
 		{[]string{"-log-format", "xml"}, nil, "log_format"},
 		{[]string{"-rate-per-second", "x"}, nil, "-rate-per-second"},
 		{[]string{"-config", bad}, nil, "http_adr"},
@@ -80,6 +84,17 @@ func TestBadSettingsNameTheSetting(t *testing.T) {
 		if err == nil || !strings.Contains(err.Error(), tc.want) || strings.Contains(err.Error(), "\n") {
 			t.Errorf("%v %v: %v, want one line naming %s", tc.args, tc.env, err, tc.want)
 		}
+	}
+}
+
+func TestVerificationSettings(t *testing.T) {
+	c, err := Load("t", nil, env(nil), io.Discard)
+	if err != nil || c.DiscloseLevel != "reuse" || !slices.Equal(c.Prompts(), []string{DefaultVerifyPrompt}) {
+		t.Fatalf("defaults: %q %q %v", c.DiscloseLevel, c.Prompts(), err)
+	}
+	c, err = Load("t", nil, env(map[string]string{"STICKY_DISCLOSE_LEVEL": "never", "STICKY_VERIFY_PROMPTS": "Ask for the ZIP code | Ask for the last order number"}), io.Discard)
+	if err != nil || c.DiscloseLevel != "never" || !slices.Equal(c.Prompts(), []string{"Ask for the ZIP code", "Ask for the last order number"}) {
+		t.Fatalf("set: %q %q %v", c.DiscloseLevel, c.Prompts(), err)
 	}
 }
 

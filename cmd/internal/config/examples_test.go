@@ -65,6 +65,8 @@ func common(t *testing.T, c config.Config) {
 	check(t, "variable_ttl", c.VariableTTL, 30*24*time.Hour)
 	check(t, "intent_window", c.IntentWindow, 30*24*time.Hour)
 	check(t, "access_retention", c.AccessRetention, 365*24*time.Hour)
+	check(t, "disclose_level", c.DiscloseLevel, "reuse")
+	check(t, "verify_prompts", c.VerifyPrompts, config.DefaultVerifyPrompt)
 	check(t, "stats_window", c.StatsWindow, 24*time.Hour)
 	check(t, "stats_every", c.StatsEvery, 5*time.Minute)
 	check(t, "min_free_mib", c.MinFreeMiB, 256)

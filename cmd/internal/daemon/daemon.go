@@ -195,7 +195,7 @@ func Run(ctx context.Context, name string, cfg config.Config, attach Attach, log
 		Store: db, DefaultRegion: cfg.DefaultRegion, Logger: log, Observer: m, Log: shared, Redactor: redactor,
 		VariableTTL: cfg.VariableTTL, IntentWindow: cfg.IntentWindow,
 		Node: nodeName(cfg), AccessRetention: cfg.AccessRetention,
-		Model: cfg.Identity.Model(),
+		Model: cfg.Identity.Model(), DiscloseLevel: cfg.DiscloseLevel,
 	})
 	m.Register(accessDropped(engine))
 	srv := api.New(api.Options{Engine: engine, NamedKeys: cfg.Keys, RatePerSecond: cfg.RatePerSecond, Logger: log})

@@ -41,7 +41,8 @@ func startPops(ctx context.Context, cfg config.Config, e *core.Engine, srv *api.
 		CredsFile: n.CredsFile, Token: n.Token, User: n.User, Password: n.Password,
 		TLSCA: n.TLSCA, TLSCert: n.TLSCert, TLSKey: n.TLSKey,
 		Retention: n.PopRetention, Agents: agents, Calls: e, Logger: log, Count: count,
-		ServerName: n.ServerName, ClusterAddr: n.ClusterAddr, Routes: n.Routes,
+		VerifyPrompts: cfg.Prompts(),
+		ServerName:    n.ServerName, ClusterAddr: n.ClusterAddr, Routes: n.Routes,
 		ClusterName: "sticky-" + cfg.Cluster.Name, Replicas: popReplicas(cfg),
 		// One copy of a clustered memory is durable only if JetStream
 		// syncs it; with more, the other copies are what keeps it.
