@@ -1,6 +1,8 @@
 // Sticky agent desktop: signs the agent in to NATS over websocket, reads
 // their pops (live and the ones kept in the stream), sends wrap-ups and
-// says who the caller is when Sticky asks.
+// says who the caller is when Sticky asks. A pop below the disclosure
+// level holds no context: the agent verifies the caller, says who it is,
+// and only then is the context fetched (for this agent only).
 // Everything shown comes from the pop JSON and is written with
 // textContent, never as HTML.
 "use strict";
@@ -119,10 +121,14 @@
   }
 
   function render(card, pop) {
-    const ctx = pop.context || {};
+    // A context fetched after verification outlives later copies of the
+    // (withheld) pop, such as the queue's.
+    const ctx = card.disclosed || pop.context || {};
     const id = ctx.identity || {};
-    const name = (pop.customer && pop.customer.name) || ctx.customer_ref || "Unknown caller";
-    card.className = "card level-" + (id.level || "low") + (card.classList.contains("done") ? " done" : "");
+    const withheld = !!ctx.withheld;
+    const name = withheld ? "Unverified caller" : (card.disclosed ? card.disclosed.name : pop.customer && pop.customer.name) || ctx.customer_ref || "Unknown caller";
+    card.className = "card level-" + (id.level || "low") + (withheld ? " withheld" : "") + (card.classList.contains("done") ? " done" : "");
+    card.dataset.withheld = withheld ? "1" : "";
     $(".card-name", card).textContent = name;
     $(".card-level", card).textContent = id.level || "low";
     $(".card-confidence", card).textContent = Number(id.confidence || 0).toFixed(2);
@@ -170,7 +176,10 @@
     }
     $(".card-variables summary", card).textContent = "Variables (" + names.length + ")";
 
-    renderWho(card, pop, ctx, id);
+    for (const sel of [".card-intents", ".card-history", ".card-variables", ".card-headline"]) $(sel, card).hidden = withheld;
+    renderWhy(card, id);
+    renderVerify(card, pop, ctx);
+    if (withheld) $(".card-who", card).hidden = true; else renderWho(card, pop, ctx, id);
 
     const form = $("form.wrapup", card);
     if (!form.dataset.touched) {
@@ -202,6 +211,116 @@
       b.addEventListener("click", () => identify(card, pop, ch));
       li.appendChild(b);
       list.appendChild(li);
+    }
+  }
+
+  // renderWhy draws the identity's explanation as a waterfall: each
+  // signal's bar starts where the running total of the ones before ends,
+  // to the right when it adds odds, to the left when it takes them.
+  function renderWhy(card, id) {
+    const list = $(".why", card);
+    list.replaceChildren();
+    const signals = id.explanation || [];
+    $(".card-why", card).hidden = !signals.length;
+    let run = 0, lo = 0, hi = 0;
+    const spans = signals.map((s) => {
+      const w = Number(s.weight) || 0;
+      const from = run;
+      run += w;
+      lo = Math.min(lo, run); hi = Math.max(hi, run);
+      return { s, w, from, to: run };
+    });
+    const range = hi - lo || 1;
+    for (const { s, w, from, to } of spans) {
+      const li = document.createElement("li");
+      li.className = "signal " + (w > 0 ? "up" : w < 0 ? "down" : "flat");
+      const label = document.createElement("span");
+      label.className = "signal-source";
+      label.textContent = s.source;
+      const track = document.createElement("span");
+      track.className = "signal-track";
+      const bar = document.createElement("span");
+      bar.className = "signal-bar";
+      bar.style.left = ((Math.min(from, to) - lo) / range * 100) + "%";
+      bar.style.width = (Math.abs(w) / range * 100) + "%";
+      track.appendChild(bar);
+      const weight = document.createElement("span");
+      weight.className = "signal-weight";
+      weight.textContent = (w > 0 ? "+" : "") + w.toFixed(1) + " bits";
+      const detail = document.createElement("span");
+      detail.className = "signal-detail";
+      detail.textContent = s.detail || "";
+      li.append(label, track, weight, detail);
+      list.appendChild(li);
+    }
+  }
+
+  // renderVerify shows what to ask a caller whose context is withheld,
+  // Verified for the best candidate and, on a shared line, a picker of
+  // the candidates. Only the agent the call rang may answer.
+  function renderVerify(card, pop, ctx) {
+    const box = $(".card-verify", card);
+    box.hidden = !ctx.withheld;
+    if (!ctx.withheld) return;
+    const v = ctx.verify || {};
+    const prompts = $(".verify-prompts", box);
+    prompts.replaceChildren();
+    for (const p of v.prompts || []) {
+      const li = document.createElement("li");
+      li.textContent = p;
+      prompts.appendChild(li);
+    }
+    const cands = ctx.candidates || [];
+    const mine = !!card.dataset.mine && !!(state.profile && state.profile.context_subject);
+    const label = (c) => (c.name || c.customer_ref) + " (" + Number(c.score || 0).toFixed(2) + ")";
+    $(".verify-best", box).textContent = cands.length
+      ? "Sticky thinks this is " + label(cands[0]) + (cands.length > 1 ? ", or one of " + (cands.length - 1) + " more" : "")
+      : "Sticky does not know this caller";
+    const btn = $("button.verified", box);
+    btn.hidden = !mine || !cands.length;
+    btn.textContent = cands.length ? "Verified: " + (cands[0].name || cands[0].customer_ref) : "Verified";
+    btn.onclick = () => verify(card, pop, { ref: cands[0].customer_ref });
+    const picker = $(".picker", box);
+    const list = $(".candidates", picker);
+    list.replaceChildren();
+    picker.hidden = !mine || cands.length < 2;
+    for (const c of cands) {
+      const li = document.createElement("li");
+      const b = document.createElement("button");
+      b.type = "button";
+      b.className = "candidate";
+      b.dataset.ref = c.customer_ref;
+      b.textContent = label(c);
+      b.addEventListener("click", () => verify(card, pop, { ref: c.customer_ref }));
+      li.appendChild(b);
+      list.appendChild(li);
+    }
+    if (!mine) $(".verify-result", box).textContent = "Only the agent this call rings can verify the caller.";
+  }
+
+  // ask sends a request and returns the answer, or throws the error the
+  // service answered with.
+  async function ask(subject, body) {
+    const m = await state.nc.request(subject, JSON.stringify(body), { timeout: 10000 });
+    const res = m.json();
+    if (m.headers && m.headers.get("Nats-Service-Error-Code")) throw new Error(res.message || res.error);
+    return res;
+  }
+
+  // verify says who the caller is (the engine records it), then fetches
+  // their context: the engine gives it only now, and only to this agent.
+  async function verify(card, pop, ch) {
+    const out = $(".verify-result", card);
+    out.className = "verify-result";
+    out.textContent = "Checking…";
+    try {
+      await ask(state.profile.identify_subject, { call_id: pop.call.call_id, customer_ref: ch.ref });
+      card.disclosed = await ask(state.profile.context_subject, { call_id: pop.call.call_id });
+      out.textContent = "";
+      render(card, pop);
+    } catch (err) {
+      out.className = "verify-result bad";
+      out.textContent = "Not verified: " + (err && err.message ? err.message : err);
     }
   }
 
