@@ -303,8 +303,23 @@
   async function ask(subject, body) {
     const m = await state.nc.request(subject, JSON.stringify(body), { timeout: 10000 });
     const res = m.json();
-    if (m.headers && m.headers.get("Nats-Service-Error-Code")) throw new Error(res.message || res.error);
+    const code = m.headers && m.headers.get("Nats-Service-Error-Code");
+    if (code) { const err = new Error(res.message || res.error); err.code = code; throw err; }
     return res;
+  }
+
+  // fetchContext asks for a call's context. In a cluster it may reach a
+  // node that has not applied the identify just sent yet (409): it asks
+  // again a few times before giving up.
+  async function fetchContext(callID) {
+    for (let i = 0; ; i++) {
+      try {
+        return await ask(state.profile.context_subject, { call_id: callID });
+      } catch (err) {
+        if (err.code !== "409" || i >= 4) throw err;
+        await new Promise((r) => setTimeout(r, 200 * (i + 1)));
+      }
+    }
   }
 
   // verify says who the caller is (the engine records it), then fetches
@@ -315,7 +330,7 @@
     out.textContent = "Checking…";
     try {
       await ask(state.profile.identify_subject, { call_id: pop.call.call_id, customer_ref: ch.ref });
-      card.disclosed = await ask(state.profile.context_subject, { call_id: pop.call.call_id });
+      card.disclosed = await fetchContext(pop.call.call_id);
       out.textContent = "";
       render(card, pop);
     } catch (err) {
