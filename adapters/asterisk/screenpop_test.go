@@ -61,13 +61,19 @@ func TestRingingPopReachesTheAgentThroughScreenpop(t *testing.T) {
 			Identity    struct {
 				Level string `json:"level"`
 			} `json:"identity"`
+			// A new caller is below the default disclosure level (reuse):
+			// the pop names the customer among the candidates only.
+			Withheld   bool `json:"withheld"`
+			Candidates []struct {
+				CustomerRef string `json:"customer_ref"`
+			} `json:"candidates"`
 		} `json:"context"`
 	}
 	if err := json.Unmarshal(msg.Data, &p); err != nil {
 		t.Fatal(err)
 	}
 	if p.Version != 1 || p.Target != "agent" || p.Call.CallID != "ast-1795549300.3" || p.Call.PBX != "asterisk" ||
-		p.Call.Agent != "agent" || p.Call.ANI != "+14155559876" || p.Context.CustomerRef == "" || p.Context.Identity.Level == "" {
+		p.Call.Agent != "agent" || p.Call.ANI != "+14155559876" || !p.Context.Withheld || len(p.Context.Candidates) != 1 || p.Context.Candidates[0].CustomerRef == "" || p.Context.Identity.Level == "" {
 		t.Fatalf("pop = %s", msg.Data)
 	}
 	if m, err := theirs.NextMsg(200 * time.Millisecond); err == nil {

@@ -272,29 +272,32 @@
     }
     const cands = ctx.candidates || [];
     const mine = !!card.dataset.mine && !!(state.profile && state.profile.context_subject);
-    const label = (c) => (c.name || c.customer_ref) + " (" + Number(c.score || 0).toFixed(2) + ")";
+    // A caller nobody matched gets a new customer, who has no name yet.
+    const fresh = (ctx.identity || {}).recommendation === "ignore";
+    const who = (c, i) => c.name || (fresh && i === 0 ? "a new caller" : c.customer_ref);
+    const label = (c, i) => who(c, i) + " (" + Number(c.score || 0).toFixed(2) + ")";
     $(".verify-best", box).textContent = cands.length
-      ? "Sticky thinks this is " + label(cands[0]) + (cands.length > 1 ? ", or one of " + (cands.length - 1) + " more" : "")
+      ? "Sticky thinks this is " + label(cands[0], 0) + (cands.length > 1 ? ", or one of " + (cands.length - 1) + " more" : "")
       : "Sticky does not know this caller";
     const btn = $("button.verified", box);
     btn.hidden = !mine || !cands.length;
-    btn.textContent = cands.length ? "Verified: " + (cands[0].name || cands[0].customer_ref) : "Verified";
+    btn.textContent = cands.length ? "Verified: " + who(cands[0], 0) : "Verified";
     btn.onclick = () => verify(card, pop, { ref: cands[0].customer_ref });
     const picker = $(".picker", box);
     const list = $(".candidates", picker);
     list.replaceChildren();
     picker.hidden = !mine || cands.length < 2;
-    for (const c of cands) {
+    cands.forEach((c, i) => {
       const li = document.createElement("li");
       const b = document.createElement("button");
       b.type = "button";
       b.className = "candidate";
       b.dataset.ref = c.customer_ref;
-      b.textContent = label(c);
+      b.textContent = label(c, i);
       b.addEventListener("click", () => verify(card, pop, { ref: c.customer_ref }));
       li.appendChild(b);
       list.appendChild(li);
-    }
+    });
     if (!mine) $(".verify-result", box).textContent = "Only the agent this call rings can verify the caller.";
   }
 
