@@ -59,7 +59,7 @@ func secretIn(b []byte) string {
 // nowhere in the Badger directory once it is closed.
 func TestRedactionInEveryChannel(t *testing.T) {
 	dir := t.TempDir()
-	db, err := store.Open(store.Options{Dir: dir})
+	db, err := store.Open(store.Options{Dir: dir, Compression: "none"})
 	if err != nil {
 		t.Fatal(err)
 	}

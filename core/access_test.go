@@ -19,7 +19,7 @@ import (
 // running; stop ends the writer (which flushes) and closes the store.
 func accessEngine(t *testing.T, dir string, clk *clock, opts core.Options) (e *core.Engine, db *store.DB, stop func()) {
 	t.Helper()
-	db, err := store.Open(store.Options{Dir: dir, MinFreeBytes: -1})
+	db, err := store.Open(store.Options{Dir: dir, MinFreeBytes: -1, Compression: "none"})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -41,7 +41,7 @@ func startNode(t testing.TB, url, dir string, opts cluster.Options) *node {
 	if err != nil {
 		t.Fatal(err)
 	}
-	db, err := store.Open(store.Options{Dir: dir, MinFreeBytes: -1, LowMemory: true})
+	db, err := store.Open(store.Options{Dir: dir, MinFreeBytes: -1, LowMemory: true, Compression: "none"})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -26,7 +26,7 @@ func grepDir(t *testing.T, dir string, needle []byte) []string {
 
 func TestScrubLeavesNoDeletedRecordOnDisk(t *testing.T) {
 	dir := t.TempDir()
-	db, err := Open(Options{Dir: dir, MinFreeBytes: -1})
+	db, err := Open(Options{Dir: dir, MinFreeBytes: -1, Compression: "none"})
 	if err != nil {
 		t.Fatal(err)
 	}

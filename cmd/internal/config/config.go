@@ -12,6 +12,7 @@ import (
 	"os"
 	"reflect"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -21,6 +22,7 @@ import (
 	"github.com/sticky-cc/sticky/core"
 	"github.com/sticky-cc/sticky/core/api"
 	"github.com/sticky-cc/sticky/core/redact"
+	"github.com/sticky-cc/sticky/core/store"
 )
 
 // Config is every setting of a bridge process.
@@ -39,6 +41,7 @@ type Config struct {
 	VariableTTL       time.Duration `yaml:"variable_ttl" env:"STICKY_VARIABLE_TTL" flag:"variable-ttl" help:"default lifetime of variables"`
 	IntentWindow      time.Duration `yaml:"intent_window" env:"STICKY_INTENT_WINDOW" flag:"intent-window" help:"unresolved intents expire after this long without contact"`
 	AccessRetention   time.Duration `yaml:"access_retention" env:"STICKY_ACCESS_RETENTION" flag:"access-retention" help:"how long the access log (who saw which customer) keeps its records"`
+	StoreCompression  string        `yaml:"store_compression" env:"STICKY_STORE_COMPRESSION" flag:"store-compression" help:"block compression of the store's tables: snappy, zstd or none (tables keep what they were written with)"`
 	DiscloseLevel     string        `yaml:"disclose_level" env:"STICKY_DISCLOSE_LEVEL" flag:"disclose-level" help:"lowest identity recommendation whose pop carries the caller's context (all, ignore, confirm, reuse, never); below it the agent verifies the caller first"`
 	VerifyPrompts     string        `yaml:"verify_prompts" env:"STICKY_VERIFY_PROMPTS" flag:"verify-prompts" help:"what the desktop asks the agent to check before the context is shown; several prompts separated by |"`
 	StatsWindow       time.Duration `yaml:"stats_window" env:"STICKY_STATS_WINDOW" flag:"stats-window" help:"window of the cross-channel figures exported as metrics"`
@@ -207,25 +210,26 @@ type AgentRule struct {
 // Defaults are the settings with nothing configured: everything on loopback.
 func Defaults() Config {
 	return Config{
-		DataDir:         "./data",
-		HTTPAddr:        "127.0.0.1:8080",
-		RatePerSecond:   500,
-		DefaultRegion:   "US",
-		LogFormat:       "text",
-		LogLevel:        "info",
-		ShutdownTimeout: 15 * time.Second,
-		VariableTTL:     30 * 24 * time.Hour,
-		IntentWindow:    30 * 24 * time.Hour,
-		AccessRetention: 365 * 24 * time.Hour,
-		DiscloseLevel:   core.DiscloseReuse,
-		VerifyPrompts:   DefaultVerifyPrompt,
-		StatsWindow:     24 * time.Hour,
-		StatsEvery:      5 * time.Minute,
-		MinFreeMiB:      256,
-		Identity:        IdentityOf(core.DefaultModel()),
-		Adapters:        Adapters{ReplayWindow: 5 * time.Minute, TicketPattern: `\[([A-Z][A-Z0-9]*-\d+)\]`},
-		Cluster:         Cluster{Replicas: 3, MaxLag: 1000, SnapshotEvery: time.Hour, KeepEntries: 10000},
-		Redaction:       Redaction{Enabled: true},
+		DataDir:          "./data",
+		HTTPAddr:         "127.0.0.1:8080",
+		RatePerSecond:    500,
+		DefaultRegion:    "US",
+		LogFormat:        "text",
+		LogLevel:         "info",
+		ShutdownTimeout:  15 * time.Second,
+		VariableTTL:      30 * 24 * time.Hour,
+		IntentWindow:     30 * 24 * time.Hour,
+		AccessRetention:  365 * 24 * time.Hour,
+		DiscloseLevel:    core.DiscloseReuse,
+		StoreCompression: "snappy",
+		VerifyPrompts:    DefaultVerifyPrompt,
+		StatsWindow:      24 * time.Hour,
+		StatsEvery:       5 * time.Minute,
+		MinFreeMiB:       256,
+		Identity:         IdentityOf(core.DefaultModel()),
+		Adapters:         Adapters{ReplayWindow: 5 * time.Minute, TicketPattern: `\[([A-Z][A-Z0-9]*-\d+)\]`},
+		Cluster:          Cluster{Replicas: 3, MaxLag: 1000, SnapshotEvery: time.Hour, KeepEntries: 10000},
+		Redaction:        Redaction{Enabled: true},
 		NATS: NATS{
 			Addr:         "127.0.0.1:4222",
 			WSAddr:       "127.0.0.1:4223",
@@ -514,6 +518,9 @@ func (c Config) Validate() error {
 	}
 	if c.AccessRetention < time.Hour {
 		return &Error{"STICKY_ACCESS_RETENTION (access_retention)", "must be at least 1h"}
+	}
+	if !slices.Contains(store.Compressions, c.StoreCompression) {
+		return &Error{"STICKY_STORE_COMPRESSION (store_compression)", fmt.Sprintf("%q must be one of %s", c.StoreCompression, strings.Join(store.Compressions, ", "))}
 	}
 	if err := core.CheckDiscloseLevel(c.DiscloseLevel); err != nil || c.DiscloseLevel == "" {
 		return &Error{"STICKY_DISCLOSE_LEVEL (disclose_level)", fmt.Sprintf("%q must be one of %s", c.DiscloseLevel, strings.Join(core.DiscloseLevels, ", "))}

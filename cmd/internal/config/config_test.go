@@ -73,6 +73,7 @@ func TestBadSettingsNameTheSetting(t *testing.T) {
 		{nil, map[string]string{"STICKY_REDACT_PATTERNS": `[a-z ]+`}, "STICKY_REDACT_PATTERNS"},
 		{nil, map[string]string{"STICKY_REDACT": "maybe"}, "STICKY_REDACT"},
 		{nil, map[string]string{"STICKY_DISCLOSE_LEVEL": "high"}, "STICKY_DISCLOSE_LEVEL"},
+		{nil, map[string]string{"STICKY_STORE_COMPRESSION": "lz4"}, "STICKY_STORE_COMPRESSION"},
 		{nil, map[string]string{"STICKY_VERIFY_PROMPTS": " | "}, "STICKY_VERIFY_PROMPTS"},
 		{nil, map[string]string{"STICKY_VERIFY_PROMPTS": strings.Repeat("ask ", 100)}, "STICKY_VERIFY_PROMPTS"},
 		{[]string{"-log-format", "xml"}, nil, "log_format"},

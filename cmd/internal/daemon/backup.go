@@ -63,7 +63,7 @@ func storeCommand(ctx context.Context, name, cmd string, args []string, getenv f
 			return 2
 		}
 	}
-	db, err := store.Open(store.Options{Dir: cfg.DataDir, EncryptionKey: key, MinFreeBytes: -1})
+	db, err := store.Open(store.Options{Dir: cfg.DataDir, EncryptionKey: key, MinFreeBytes: -1, Compression: cfg.StoreCompression})
 	if err != nil {
 		fmt.Fprintln(stderr, name+": "+err.Error())
 		return 1

@@ -165,7 +165,7 @@ func Run(ctx context.Context, name string, cfg config.Config, attach Attach, log
 	if minFree == 0 {
 		minFree = -1 // off
 	}
-	db, err := store.Open(store.Options{Dir: cfg.DataDir, EncryptionKey: key, Logger: log, MinFreeBytes: minFree})
+	db, err := store.Open(store.Options{Dir: cfg.DataDir, EncryptionKey: key, Logger: log, MinFreeBytes: minFree, Compression: cfg.StoreCompression})
 	if err != nil {
 		return err
 	}

@@ -602,7 +602,7 @@ func openImportStore(cmd string, cfg config.Config, now func() time.Time, stderr
 		fmt.Fprintln(stderr, cmd+": data dir: "+err.Error())
 		return nil, nil, 1
 	}
-	db, err := store.Open(store.Options{Dir: cfg.DataDir, EncryptionKey: key, MinFreeBytes: minFree, Logger: log})
+	db, err := store.Open(store.Options{Dir: cfg.DataDir, EncryptionKey: key, MinFreeBytes: minFree, Logger: log, Compression: cfg.StoreCompression})
 	if err != nil {
 		fmt.Fprintf(stderr, "%s: %v (is the bridge running? stop it, or import through it with -url)\n", cmd, err)
 		return nil, nil, 1

@@ -89,7 +89,7 @@ func redactCommand(ctx context.Context, name string, args []string, getenv func(
 	if minFree == 0 {
 		minFree = -1
 	}
-	opts := store.Options{Dir: cfg.DataDir, EncryptionKey: key, MinFreeBytes: minFree}
+	opts := store.Options{Dir: cfg.DataDir, EncryptionKey: key, MinFreeBytes: minFree, Compression: cfg.StoreCompression}
 	db, err := store.Open(opts)
 	if err != nil {
 		fmt.Fprintln(stderr, name+": "+err.Error())

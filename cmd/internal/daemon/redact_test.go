@@ -47,7 +47,7 @@ func onDisk(t *testing.T, dir string) []string {
 // way a store from before redaction holds them.
 func plantStore(t *testing.T, dir string, customers int, key ...byte) {
 	t.Helper()
-	db, err := store.Open(store.Options{Dir: dir, MinFreeBytes: -1, EncryptionKey: key})
+	db, err := store.Open(store.Options{Dir: dir, MinFreeBytes: -1, EncryptionKey: key, Compression: "none"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -89,7 +89,9 @@ func TestRedactSweepsAStoreAndContinuesAfterAnInterruption(t *testing.T) {
 	if len(onDisk(t, dir)) == 0 {
 		t.Fatal("the planted numbers are not on disk: the test would prove nothing")
 	}
-	env := func(k string) string { return map[string]string{"STICKY_DATA_DIR": dir}[k] }
+	env := func(k string) string {
+		return map[string]string{"STICKY_DATA_DIR": dir, "STICKY_STORE_COMPRESSION": "none"}[k]
+	}
 
 	// interrupted after its first batch of 2 records
 	ctx, cancel := context.WithCancel(context.Background())
@@ -125,7 +127,7 @@ func TestRedactSweepsAStoreAndContinuesAfterAnInterruption(t *testing.T) {
 	if files := onDisk(t, dir); len(files) > 0 {
 		t.Errorf("planted numbers still on disk in %v", files)
 	}
-	db, err := store.Open(store.Options{Dir: dir, MinFreeBytes: -1})
+	db, err := store.Open(store.Options{Dir: dir, MinFreeBytes: -1, Compression: "none"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -148,14 +150,14 @@ func TestRedactSweepsAnEncryptedStore(t *testing.T) {
 	dir := t.TempDir()
 	key := bytes.Repeat([]byte{7}, 32)
 	plantStore(t, dir, 3, key...)
-	env := map[string]string{"STICKY_DATA_DIR": dir, "STICKY_ENCRYPTION_KEY": hex.EncodeToString(key)}
+	env := map[string]string{"STICKY_DATA_DIR": dir, "STICKY_STORE_COMPRESSION": "none", "STICKY_ENCRYPTION_KEY": hex.EncodeToString(key)}
 	if code, msg := command(t, env, "redact"); code != 0 || !strings.Contains(msg, "redacted card=12 ") || !strings.Contains(msg, "compacted") {
 		t.Fatalf("exit %d\n%s", code, msg)
 	}
 	if _, _, err := openWith(dir, nil); err == nil {
 		t.Fatal("the compacted store opens without its key")
 	}
-	db, err := store.Open(store.Options{Dir: dir, EncryptionKey: key, MinFreeBytes: -1})
+	db, err := store.Open(store.Options{Dir: dir, EncryptionKey: key, MinFreeBytes: -1, Compression: "none"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -220,7 +222,7 @@ func TestABadRedactionPatternStopsTheStart(t *testing.T) {
 func TestRedactRefusesAClusterNodesStore(t *testing.T) {
 	dir := t.TempDir()
 	plantStore(t, dir, 1)
-	db, err := store.Open(store.Options{Dir: dir, MinFreeBytes: -1})
+	db, err := store.Open(store.Options{Dir: dir, MinFreeBytes: -1, Compression: "none"})
 	if err != nil {
 		t.Fatal(err)
 	}
