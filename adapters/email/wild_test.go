@@ -347,6 +347,11 @@ func FuzzEmailEndpoint(f *testing.F) {
 			return // a placeholder address (noreply@, example.*) never links to anyone
 		}
 		ref, _ := a.body["customer_ref"].(string)
+		if unassigned, _ := a.body["unassigned"].(bool); unassigned && ref == "" {
+			// Earlier inputs gave this address to more than one customer:
+			// the end waits for someone to say who wrote (identity, issue 14).
+			return
+		}
 		p, err := r.engine.Customer(t.Context(), ref, 0)
 		if err != nil {
 			t.Fatalf("customer %q: %v", ref, err)
