@@ -54,9 +54,15 @@ func (e *Engine) readContext(t *store.Txn, c store.Customer, now time.Time) (Con
 	}, nil
 }
 
+// findVariable is where the variable name is, or would go, in vars
+// (sorted by name, as a customer record keeps them).
+func findVariable(vars []store.Variable, name string) (int, bool) {
+	return slices.BinarySearchFunc(vars, name, func(a store.Variable, name string) int { return strings.Compare(a.Name, name) })
+}
+
 // setVariable sets one variable in the customer record (sorted by name).
 func setVariable(c *store.Customer, v store.Variable) {
-	i, found := slices.BinarySearchFunc(c.Variables, v.Name, func(a store.Variable, name string) int { return strings.Compare(a.Name, name) })
+	i, found := findVariable(c.Variables, v.Name)
 	if found {
 		c.Variables[i] = v
 		return

@@ -139,7 +139,7 @@ func DisplayName(value func(name string) string) string {
 }
 
 func liveValue(vars []store.Variable, name string, now time.Time) string {
-	i, found := slices.BinarySearchFunc(vars, name, func(a store.Variable, name string) int { return strings.Compare(a.Name, name) })
+	i, found := findVariable(vars, name)
 	if !found || !vars[i].ExpiresAt.After(now) {
 		return ""
 	}
@@ -203,7 +203,7 @@ func (e *Engine) Disclose(ctx context.Context, callID, agent string) (*CallConte
 		}
 		ci := callIdentityOf(call)
 		if !slices.Contains(ci.PoppedTo, agent) {
-			denied = append(denied, ci.Candidates...)
+			denied = ci.Candidates // an unassigned call would have disclosed one of them
 			if call.CustomerRef != "" {
 				denied = []string{call.CustomerRef}
 			}

@@ -473,7 +473,7 @@ func (e *Engine) importOne(t *store.Txn, r *importRow, now time.Time) (ImportRes
 	}
 	for _, name := range slices.Sorted(maps.Keys(r.Vars)) {
 		v := r.Vars[name]
-		i, ok := slices.BinarySearchFunc(cust.Variables, name, func(a store.Variable, n string) int { return strings.Compare(a.Name, n) })
+		i, ok := findVariable(cust.Variables, name)
 		if ok && cust.Variables[i].Value == v && cust.Variables[i].ExpiresAt.After(now) {
 			continue // the same value, still live: a rerun changes nothing
 		}

@@ -155,8 +155,9 @@ func (s *Service) startEmbedded() (*server.User, error) {
 // agentPermissions lets an agent read its own pops and its queues' pops
 // (live, or through an ordered consumer on the stream filtered to those
 // subjects), receive replies only on its own inbox prefix, send wrap-ups,
-// and identify callers and fetch contexts on its own subjects. It cannot publish pops, read another agent's subject, create
-// a consumer on another subject, list or delete consumers.
+// and identify callers and fetch contexts on its own subjects. It cannot
+// publish pops, read another agent's subject, create a consumer on another
+// subject, list or delete consumers.
 func agentPermissions(a Agent) *server.Permissions {
 	subs := []string{AgentSubject(a.ID)}
 	for _, q := range a.Queues {

@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"net"
 	"os"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -217,4 +218,41 @@ func ring(t testing.TB, e *core.Engine, callID, agent string) core.Pop {
 	}
 	return core.Pop{CallID: callID, PBX: "asterisk", PBXCallID: "1714566897." + callID, ANI: "+14155551234",
 		DNIS: "8005550100", Agent: agent, Queue: "billing", RangAt: res.CallStart.Time, Context: res}
+}
+
+// askJSON sends a NATS request and decodes its JSON answer.
+func askJSON(t *testing.T, nc *nats.Conn, subject, body string) (*nats.Msg, map[string]any) {
+	t.Helper()
+	m, err := nc.Request(subject, []byte(body), 5*time.Second)
+	if err != nil {
+		t.Fatalf("%s: %v", subject, err)
+	}
+	var v map[string]any
+	if err := json.Unmarshal(m.Data, &v); err != nil {
+		t.Fatalf("reply %q", m.Data)
+	}
+	return m, v
+}
+
+// popIt publishes pop through svc.
+func popIt(t *testing.T, svc *screenpop.Service, pop core.Pop) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := svc.Pop(ctx, pop); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// hasAccess says whether ref's access log has a record of kind by actor for call.
+func hasAccess(t *testing.T, e *core.Engine, ref, kind, actor, call string) bool {
+	t.Helper()
+	if err := e.FlushAccess(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	page, err := e.AccessLog(context.Background(), ref, "", 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return slices.ContainsFunc(page.Access, func(a core.Access) bool { return a.Kind == kind && a.Actor == actor && a.CallID == call })
 }

@@ -2,7 +2,6 @@ package screenpop_test
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"strings"
 	"testing"
@@ -40,25 +39,12 @@ func TestAgentIdentifiesTheCallerOfItsPop(t *testing.T) {
 
 	alice, _ := connectAgent(t, svc, "alice", "alice-secret")
 	bob, bobErrs := connectAgent(t, svc, "bob", "bob-secret")
-	ask := func(nc *nats.Conn, subject, body string) (*nats.Msg, map[string]any) {
-		t.Helper()
-		m, err := nc.Request(subject, []byte(body), 5*time.Second)
-		if err != nil {
-			t.Fatalf("%s: %v", subject, err)
-		}
-		var v map[string]any
-		if err := json.Unmarshal(m.Data, &v); err != nil {
-			t.Fatalf("reply %q", m.Data)
-		}
-		return m, v
-	}
-
 	// the profile tells the desktop where to send it
-	if _, v := ask(alice, screenpop.SubjectProfilePrefix+".alice", `{}`); v["identify_subject"] != screenpop.IdentifySubject("alice") {
+	if _, v := askJSON(t, alice, screenpop.SubjectProfilePrefix+".alice", `{}`); v["identify_subject"] != screenpop.IdentifySubject("alice") {
 		t.Fatalf("profile %v", v)
 	}
 	// bob rang nowhere: 403 on his own subject
-	m, v := ask(bob, screenpop.IdentifySubject("bob"), `{"call_id":"call1","customer_ref":"cust_kim"}`)
+	m, v := askJSON(t, bob, screenpop.IdentifySubject("bob"), `{"call_id":"call1","customer_ref":"cust_kim"}`)
 	if m.Header.Get("Nats-Service-Error-Code") != "403" || v["code"] != 403.0 {
 		t.Fatalf("bob: %s", m.Data)
 	}
@@ -75,15 +61,15 @@ func TestAgentIdentifiesTheCallerOfItsPop(t *testing.T) {
 		t.Fatal("no permission violation reported for bob")
 	}
 	// alice may; a body naming another agent is refused
-	if m, _ := ask(alice, screenpop.IdentifySubject("alice"), `{"call_id":"call1","customer_ref":"cust_kim","agent":"bob"}`); m.Header.Get("Nats-Service-Error-Code") != "400" {
+	if m, _ := askJSON(t, alice, screenpop.IdentifySubject("alice"), `{"call_id":"call1","customer_ref":"cust_kim","agent":"bob"}`); m.Header.Get("Nats-Service-Error-Code") != "400" {
 		t.Fatalf("agent in the body: %s", m.Data)
 	}
-	m, v = ask(alice, screenpop.IdentifySubject("alice"), `{"call_id":"call1","customer_ref":"cust_kim"}`)
+	m, v = askJSON(t, alice, screenpop.IdentifySubject("alice"), `{"call_id":"call1","customer_ref":"cust_kim"}`)
 	if m.Header.Get("Nats-Service-Error-Code") != "" || v["customer_ref"] != "cust_kim" || v["agent"] != "alice" || v["decided_by"] != "nats:alice" {
 		t.Fatalf("alice: %s", m.Data)
 	}
 	// another customer now is a 409 naming both
-	m, v = ask(alice, screenpop.IdentifySubject("alice"), `{"call_id":"call1","customer_ref":"cust_lee"}`)
+	m, v = askJSON(t, alice, screenpop.IdentifySubject("alice"), `{"call_id":"call1","customer_ref":"cust_lee"}`)
 	if d, _ := v["details"].(map[string]any); m.Header.Get("Nats-Service-Error-Code") != "409" || d["assigned_customer_ref"] != "cust_kim" || d["requested_customer_ref"] != "cust_lee" {
 		t.Fatalf("conflict: %s", m.Data)
 	}

@@ -45,15 +45,6 @@ func signedIn(t *testing.T, svc *screenpop.Service) context.Context {
 	return ctx
 }
 
-func popIt(t *testing.T, svc *screenpop.Service, pop core.Pop) {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	if err := svc.Pop(ctx, pop); err != nil {
-		t.Fatal(err)
-	}
-}
-
 func screenshot(t *testing.T, ctx context.Context, name string) {
 	t.Helper()
 	dir := os.Getenv("STICKY_SCREENSHOTS")
@@ -102,18 +93,6 @@ func storedPops(t *testing.T, svc *screenpop.Service) [][]byte {
 		out = append(out, m.Data)
 	}
 	return out
-}
-
-func hasAccess(t *testing.T, e *core.Engine, ref, kind, actor, call string) bool {
-	t.Helper()
-	if err := e.FlushAccess(context.Background()); err != nil {
-		t.Fatal(err)
-	}
-	page, err := e.AccessLog(context.Background(), ref, "", 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return slices.ContainsFunc(page.Access, func(a core.Access) bool { return a.Kind == kind && a.Actor == actor && a.CallID == call })
 }
 
 // whyRows is the "why this caller" strip: source | weight per signal.

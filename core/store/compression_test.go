@@ -1,6 +1,7 @@
 package store
 
 import (
+	"path/filepath"
 	"strings"
 	"testing"
 )
@@ -34,9 +35,13 @@ func TestCompressionMayChangeBetweenOpens(t *testing.T) {
 			t.Fatal(err)
 		}
 		refs = append(refs, ref)
-		// Closing flushes the memtable into a table of this compression.
+		// Closing flushes the memtable into a table of this compression:
+		// the next open reads it beside the tables written before.
 		if err := db.Close(); err != nil {
 			t.Fatal(err)
+		}
+		if tables, _ := filepath.Glob(filepath.Join(dir, "*.sst")); len(tables) != i+1 {
+			t.Fatalf("after the open with %q: %d tables, want %d", c, len(tables), i+1)
 		}
 	}
 }
