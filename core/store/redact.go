@@ -263,11 +263,18 @@ func Compact(opts Options) error {
 	// One level-0 table is enough to make level 0 worth compacting, so
 	// Flatten also moves a small store's tables (all in level 0, where
 	// it would otherwise stop) into one level.
+	//
+	// No background compactors: Badger starts them in Open before it
+	// knows the store's last version, so one that ran in that window
+	// would merge the tables keeping every version (its discard point is
+	// still 0), and Flatten, finding one level, would stop there with the
+	// replaced text still in it. Flatten runs its own workers.
 	bo := badger.DefaultOptions(opts.Dir).
 		WithLogger(badgerLogger{opts.Logger}).
 		WithNumVersionsToKeep(1).
 		WithCompression(options.None).
-		WithNumLevelZeroTables(1)
+		WithNumLevelZeroTables(1).
+		WithNumCompactors(0)
 	if len(opts.EncryptionKey) > 0 {
 		bo = bo.WithEncryptionKey(opts.EncryptionKey).WithIndexCacheSize(64 << 20)
 	}
