@@ -54,8 +54,49 @@ func summarize(d []time.Duration) Durations {
 // Stats computes the figures for interactions that ended, and calls that
 // started, in [from, to). switchWindow bounds how far back the previous
 // contact may be for a channel change to count as a switch (default 7 days).
-// It reads the whole store: callers should cache the answer.
+// It reads the whole store in one snapshot, as fast as it can: callers
+// should cache the answer, and a periodic job should use BackgroundStats.
 func (e *Engine) Stats(ctx context.Context, from, to time.Time, switchWindow time.Duration) (*Stats, error) {
+	return e.stats(ctx, from, to, switchWindow, nil)
+}
+
+// BackgroundStats is Stats for a job that recomputes the figures while
+// calls ring (issue 17): it reads the store in chunks and, after each,
+// rests long enough that the scan takes about duty of one core (0 < duty
+// <= 1; 1 is unpaced). At a million customers an unpaced scan took a core
+// for tens of seconds every few minutes and was the starts' worst tail.
+// The figures are those of the store as the scan passed each record.
+func (e *Engine) BackgroundStats(ctx context.Context, from, to time.Time, switchWindow time.Duration, duty float64) (*Stats, error) {
+	if !(duty > 0 && duty <= 1) {
+		return nil, invalid("invalid request", Issue{Path: []any{"duty"}, Message: "must be in (0, 1]"})
+	}
+	return e.stats(ctx, from, to, switchWindow, dutyPace(ctx, duty))
+}
+
+// dutyPace returns a pace that sleeps after each chunk for as long as the
+// chunk took times (1-duty)/duty. Wall time is at least the CPU time a
+// chunk used, so the scan's share of a core is at most about duty.
+func dutyPace(ctx context.Context, duty float64) store.Pace {
+	last := time.Now()
+	return func() error {
+		rest := time.Duration(float64(time.Since(last)) * (1 - duty) / duty)
+		if rest > 0 {
+			t := time.NewTimer(rest)
+			select {
+			case <-ctx.Done():
+				t.Stop()
+				return ctx.Err()
+			case <-t.C:
+			}
+		} else if err := ctx.Err(); err != nil {
+			return err
+		}
+		last = time.Now()
+		return nil
+	}
+}
+
+func (e *Engine) stats(ctx context.Context, from, to time.Time, switchWindow time.Duration, pace store.Pace) (*Stats, error) {
 	if !to.After(from) {
 		return nil, invalid("invalid request", Issue{Path: []any{"to"}, Message: "must be after from"})
 	}
@@ -125,7 +166,7 @@ func (e *Engine) Stats(ctx context.Context, from, to time.Time, switchWindow tim
 	}
 	var cur string
 	var hist []store.Interaction
-	err := e.db.EachInteraction(func(ref string, h store.Interaction) error {
+	err := e.db.EachInteractionPaced(pace, func(ref string, h store.Interaction) error {
 		if ref != cur {
 			if err := ctx.Err(); err != nil {
 				return err
@@ -142,7 +183,7 @@ func (e *Engine) Stats(ctx context.Context, from, to time.Time, switchWindow tim
 		return nil, storeErr(err)
 	}
 	walk(hist)
-	err = e.db.EachCall(func(c store.Call) error {
+	err = e.db.EachCallPaced(pace, func(c store.Call) error {
 		if !in(c.StartedAt) || len(c.StartIdentity) == 0 {
 			return nil
 		}

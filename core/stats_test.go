@@ -2,6 +2,8 @@ package core_test
 
 import (
 	"context"
+	"fmt"
+	"reflect"
 	"testing"
 	"time"
 
@@ -58,5 +60,59 @@ func TestStats(t *testing.T) {
 	}
 	if s.TotalContacts != 3 || s.ChannelSwitches != 1 || s.RepeatContacts != 1 {
 		t.Errorf("last day: %+v", s)
+	}
+}
+
+// The periodic job's paced scan (BackgroundStats) reads the store in
+// chunks of store.ScanChunk records; on a store of several chunks its
+// figures must be those of the one-snapshot Stats.
+func TestBackgroundStatsMatchStatsOverManyChunks(t *testing.T) {
+	ctx := context.Background()
+	e, clk, _ := newEngine(t, monday)
+	channels := []string{"chat", "email", "phone"}
+	statuses := []string{"open", "open", "resolved"}
+	// 900 customers with three contacts each (2,700 interactions) and
+	// 1,200 started calls: chunk edges fall inside customers' histories
+	for c := range 900 {
+		ref := fmt.Sprintf("cust_%04d", c)
+		for i := range 3 {
+			clk.Add(time.Minute)
+			ch := channels[(c+i)%3]
+			if _, err := e.End(ctx, core.EndRequest{CallID: fmt.Sprintf("e%d_%d", c, i), CustomerRef: ref, Channel: ch,
+				Intent: "refund", IntentStatus: statuses[i]}); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	for i := range 1200 {
+		if _, err := e.Start(ctx, core.StartRequest{CallID: fmt.Sprintf("s%d", i), Hints: core.Hints{CustomerRef: fmt.Sprintf("cust_%04d", i%900)}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	from, to := monday.Add(-time.Hour), clk.Now().Add(time.Hour)
+	want, err := e.Stats(ctx, from, to, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want.TotalContacts != 2700 || want.CallStarts != 1200 || want.ChannelSwitches == 0 || want.RepeatContacts == 0 {
+		t.Fatalf("the store is not what the test means to scan: %+v", want)
+	}
+	got, err := e.BackgroundStats(ctx, from, to, 0, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("paced figures differ:\n got %+v\nwant %+v", got, want)
+	}
+	for _, duty := range []float64{0, -0.5, 1.5} {
+		if _, err := e.BackgroundStats(ctx, from, to, 0, duty); core.ErrorCode(err) != core.CodeInvalid {
+			t.Errorf("duty %v: %v, want invalid", duty, err)
+		}
+	}
+	// a cancelled job stops at its next rest
+	cctx, cancel := context.WithCancel(ctx)
+	cancel()
+	if _, err := e.BackgroundStats(cctx, from, to, 0, 0.5); err == nil {
+		t.Error("a cancelled scan returned figures")
 	}
 }

@@ -172,13 +172,22 @@ func (t *Txn) del(k []byte) error {
 // scan calls fn for each key with the prefix, in key order, until fn
 // returns false.
 func (t *Txn) scan(prefix []byte, values bool, fn func(k []byte, item *badger.Item) (bool, error)) error {
+	return t.iterate(prefix, prefix, values, fn)
+}
+
+// scanFrom is scan with values, starting at key from (under prefix).
+func (t *Txn) scanFrom(prefix, from []byte, fn func(k []byte, item *badger.Item) (bool, error)) error {
+	return t.iterate(prefix, from, true, fn)
+}
+
+func (t *Txn) iterate(prefix, from []byte, values bool, fn func(k []byte, item *badger.Item) (bool, error)) error {
 	o := badger.DefaultIteratorOptions
 	o.Prefix = prefix
 	o.PrefetchValues = values
 	o.PrefetchSize = 16
 	it := t.bt.NewIterator(o)
 	defer it.Close()
-	for it.Seek(prefix); it.ValidForPrefix(prefix); it.Next() {
+	for it.Seek(from); it.ValidForPrefix(prefix); it.Next() {
 		more, err := fn(it.Item().Key(), it.Item())
 		if err != nil {
 			return err
@@ -380,30 +389,82 @@ func (t *Txn) DeleteInteraction(ref string, h Interaction) error {
 // EachInteraction calls fn for every interaction in the store, grouped by
 // customer (newest first within a customer). It reads in one snapshot.
 func (s *DB) EachInteraction(fn func(ref string, h Interaction) error) error {
-	return s.View(func(t *Txn) error {
-		return t.scan([]byte{pInteraction}, true, func(k []byte, item *badger.Item) (bool, error) {
-			i := bytes.IndexByte(k[1:], 0)
-			if i < 0 {
-				return true, nil
-			}
-			var h Interaction
-			if err := item.Value(func(b []byte) error { return unmarshal(b, &h) }); err != nil {
-				return false, fmt.Errorf("%w: decode interaction: %v", ErrUnavailable, err)
-			}
-			return true, fn(string(k[1:1+i]), h)
-		})
+	return s.EachInteractionPaced(nil, fn)
+}
+
+// EachInteractionPaced is EachInteraction for a background job: with a
+// pace it reads ScanChunk records per read transaction and calls pace
+// between them, so a scan of a big store neither holds one snapshot open
+// for its whole length (which keeps Badger from dropping old versions)
+// nor takes a core from the requests for as long as it runs. Each
+// interaction present throughout the scan is seen once, in key order, so
+// a customer's interactions still arrive together.
+func (s *DB) EachInteractionPaced(pace Pace, fn func(ref string, h Interaction) error) error {
+	return s.scanChunks([]byte{pInteraction}, pace, func(k []byte, item *badger.Item) error {
+		i := bytes.IndexByte(k[1:], 0)
+		if i < 0 {
+			return nil
+		}
+		var h Interaction
+		if err := item.Value(func(b []byte) error { return unmarshal(b, &h) }); err != nil {
+			return fmt.Errorf("%w: decode interaction: %v", ErrUnavailable, err)
+		}
+		return fn(string(k[1:1+i]), h)
 	})
 }
 
 // EachCall calls fn for every call record in the store.
 func (s *DB) EachCall(fn func(c Call) error) error {
-	return s.View(func(t *Txn) error {
-		return t.scan([]byte{pCall}, true, func(_ []byte, item *badger.Item) (bool, error) {
-			var c Call
-			if err := item.Value(func(b []byte) error { return unmarshal(b, &c) }); err != nil {
-				return false, fmt.Errorf("%w: decode call: %v", ErrUnavailable, err)
-			}
-			return true, fn(c)
-		})
+	return s.EachCallPaced(nil, fn)
+}
+
+// EachCallPaced is EachCall in chunks with pace between them, as
+// EachInteractionPaced.
+func (s *DB) EachCallPaced(pace Pace, fn func(c Call) error) error {
+	return s.scanChunks([]byte{pCall}, pace, func(_ []byte, item *badger.Item) error {
+		var c Call
+		if err := item.Value(func(b []byte) error { return unmarshal(b, &c) }); err != nil {
+			return fmt.Errorf("%w: decode call: %v", ErrUnavailable, err)
+		}
+		return fn(c)
 	})
+}
+
+// Pace is called between the chunks of a paced scan, outside any
+// transaction; an error stops the scan and is returned.
+type Pace func() error
+
+// ScanChunk is how many records a paced scan reads per transaction.
+const ScanChunk = 1000
+
+// scanChunks calls fn for every record under prefix in key order. Without
+// pace it reads them in one transaction; with one, ScanChunk records per
+// transaction, resuming at the first key it has not handed to fn.
+func (s *DB) scanChunks(prefix []byte, pace Pace, fn func(k []byte, item *badger.Item) error) error {
+	chunk := ScanChunk
+	if pace == nil {
+		chunk = math.MaxInt
+	}
+	from := prefix
+	for {
+		var next []byte
+		err := s.View(func(t *Txn) error {
+			n := 0
+			return t.scanFrom(prefix, from, func(k []byte, item *badger.Item) (bool, error) {
+				if n == chunk {
+					next = item.KeyCopy(nil)
+					return false, nil
+				}
+				n++
+				return true, fn(k, item)
+			})
+		})
+		if err != nil || next == nil {
+			return err
+		}
+		if err := pace(); err != nil {
+			return err
+		}
+		from = next
+	}
 }
