@@ -63,7 +63,7 @@ func (e *Engine) Stats(ctx context.Context, from, to time.Time, switchWindow tim
 // BackgroundStats is Stats for a job that recomputes the figures while
 // calls ring (issue 17): it reads the store in chunks and, after each,
 // rests long enough that the scan takes about duty of one core (0 < duty
-// <= 1; 1 is unpaced). At a million customers an unpaced scan took a core
+// <= 1; 1 reads in chunks without resting). At a million customers an unpaced scan took a core
 // for tens of seconds every few minutes and was the starts' worst tail.
 // The figures are those of the store as the scan passed each record.
 func (e *Engine) BackgroundStats(ctx context.Context, from, to time.Time, switchWindow time.Duration, duty float64) (*Stats, error) {

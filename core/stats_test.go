@@ -109,7 +109,7 @@ func TestBackgroundStatsMatchStatsOverManyChunks(t *testing.T) {
 			t.Errorf("duty %v: %v, want invalid", duty, err)
 		}
 	}
-	// a cancelled job stops at its next rest
+	// a cancelled job returns no figures
 	cctx, cancel := context.WithCancel(ctx)
 	cancel()
 	if _, err := e.BackgroundStats(cctx, from, to, 0, 0.5); err == nil {

@@ -175,11 +175,7 @@ func (t *Txn) scan(prefix []byte, values bool, fn func(k []byte, item *badger.It
 	return t.iterate(prefix, prefix, values, fn)
 }
 
-// scanFrom is scan with values, starting at key from (under prefix).
-func (t *Txn) scanFrom(prefix, from []byte, fn func(k []byte, item *badger.Item) (bool, error)) error {
-	return t.iterate(prefix, from, true, fn)
-}
-
+// iterate is scan starting at key from (under prefix).
 func (t *Txn) iterate(prefix, from []byte, values bool, fn func(k []byte, item *badger.Item) (bool, error)) error {
 	o := badger.DefaultIteratorOptions
 	o.Prefix = prefix
@@ -450,7 +446,7 @@ func (s *DB) scanChunks(prefix []byte, pace Pace, fn func(k []byte, item *badger
 		var next []byte
 		err := s.View(func(t *Txn) error {
 			n := 0
-			return t.scanFrom(prefix, from, func(k []byte, item *badger.Item) (bool, error) {
+			return t.iterate(prefix, from, true, func(k []byte, item *badger.Item) (bool, error) {
 				if n == chunk {
 					next = item.KeyCopy(nil)
 					return false, nil
