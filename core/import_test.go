@@ -226,3 +226,54 @@ func checkShortcut(t *testing.T) func(n, region string) {
 		}
 	}
 }
+
+// Rows of one batch that touch the same customer or identifier see what
+// the earlier rows wrote: the batch's reads run ahead in parallel, but a
+// batch leaves the store as the same rows imported one at a time do.
+func TestImportBatchEqualsRowByRow(t *testing.T) {
+	ctx := context.Background()
+	rows := []core.ImportRow{
+		{Line: 2, CustomerRef: "cust_x", Phones: []string{"(415) 555-0100"}, CustomerID: "C-9"},
+		{Line: 3, CustomerRef: "cust_x", Variables: map[string]string{"plan": "gold"}, OpenIntents: []string{"billing_inquiry"}},
+		// no ref: found by the customer id the first row linked
+		{Line: 4, CustomerID: "C-9", Emails: []string{"x@example.test"}},
+		// another customer on the same phone, then the first row again
+		{Line: 5, CustomerRef: "cust_y", Phones: []string{"+1 415 555 0100"}},
+		{Line: 6, CustomerRef: "cust_x", Phones: []string{"(415) 555-0100"}, CustomerID: "C-9"},
+		{Line: 7, Name: "Zed", AccountNumber: "A-1"},
+		{Line: 8, Name: "Zed", AccountNumber: "A-1", Variables: map[string]string{"plan": "silver"}},
+	}
+	for i := range 300 { // enough rows that the read-ahead spreads over workers
+		rows = append(rows, core.ImportRow{Line: int64(9 + i), CustomerRef: fmt.Sprintf("cust_%03d", i%50),
+			Phones: []string{fmt.Sprintf("(415) 555-%04d", 1000+i%70)}, Variables: map[string]string{"n": fmt.Sprint(i % 7)}})
+	}
+	batch, _, dbBatch := newEngine(t, monday)
+	got, err := batch.Import(ctx, rows, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	single, _, dbSingle := newEngine(t, monday)
+	for i, r := range rows {
+		res, err := single.Import(ctx, []core.ImportRow{r}, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if res[0] != got[i] {
+			t.Errorf("line %d: in a batch %+v, alone %+v", r.Line, got[i], res[0])
+		}
+	}
+	if got[2].CustomerRef != "cust_x" || got[1].Outcome != "updated" || got[4].Outcome != "unchanged" || got[6].CustomerRef != got[5].CustomerRef {
+		t.Errorf("outcomes: %+v", got[:7])
+	}
+	a, n, err := dbBatch.StateDigest()
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, m, err := dbSingle.StateDigest()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if a != b || n != m {
+		t.Fatalf("the batch left %d keys (digest %x), row by row %d (%x)", n, a[:4], m, b[:4])
+	}
+}

@@ -122,7 +122,13 @@ type Call struct {
 const MaxMergeFingerprints = 32
 
 // Txn is a store transaction.
-type Txn struct{ bt *badger.Txn }
+type Txn struct {
+	bt *badger.Txn
+	// ahead holds the records a ReadAhead read; filling marks the Txn a
+	// read-ahead worker holds, which records what it reads there.
+	ahead   *readAhead
+	filling bool
+}
 
 func key(prefix byte, parts ...string) []byte {
 	n := 1
@@ -141,12 +147,28 @@ func key(prefix byte, parts ...string) []byte {
 }
 
 func (t *Txn) get(k []byte, v record) (bool, error) {
+	if t.ahead != nil && !t.filling {
+		if r, ok := t.ahead.got[string(k)]; ok {
+			return r.found, t.decode(k, r.value, r.found, v)
+		}
+	}
 	item, err := t.bt.Get(k)
 	if errors.Is(err, badger.ErrKeyNotFound) {
+		if t.filling {
+			t.ahead.keep(k, nil, false)
+		}
 		return false, nil
 	}
 	if err != nil {
 		return false, fmt.Errorf("%w: read: %v", ErrUnavailable, err)
+	}
+	if t.filling {
+		b, err := item.ValueCopy(nil)
+		if err != nil {
+			return false, fmt.Errorf("%w: read: %v", ErrUnavailable, err)
+		}
+		t.ahead.keep(k, b, true)
+		return true, t.decode(k, b, true, v)
 	}
 	err = item.Value(func(b []byte) error { return unmarshal(b, v) })
 	if err != nil {
@@ -155,7 +177,20 @@ func (t *Txn) get(k []byte, v record) (bool, error) {
 	return true, nil
 }
 
+func (t *Txn) decode(k, b []byte, found bool, v record) error {
+	if !found {
+		return nil
+	}
+	if err := unmarshal(b, v); err != nil {
+		return fmt.Errorf("%w: decode %q: %v", ErrUnavailable, k[:1], err)
+	}
+	return nil
+}
+
 func (t *Txn) put(k []byte, v record) error {
+	if err := t.written(k); err != nil {
+		return err
+	}
 	if err := t.bt.Set(k, marshal(v)); err != nil {
 		return fmt.Errorf("%w: write: %v", ErrUnavailable, err)
 	}
@@ -163,6 +198,9 @@ func (t *Txn) put(k []byte, v record) error {
 }
 
 func (t *Txn) del(k []byte) error {
+	if err := t.written(k); err != nil {
+		return err
+	}
 	if err := t.bt.Delete(k); err != nil {
 		return fmt.Errorf("%w: delete: %v", ErrUnavailable, err)
 	}
