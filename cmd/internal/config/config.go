@@ -47,6 +47,7 @@ type Config struct {
 	StatsWindow       time.Duration `yaml:"stats_window" env:"STICKY_STATS_WINDOW" flag:"stats-window" help:"window of the cross-channel figures exported as metrics"`
 	StatsEvery        time.Duration `yaml:"stats_every" env:"STICKY_STATS_EVERY" flag:"stats-every" help:"how often those figures are recomputed (they scan the store)"`
 	MinFreeMiB        float64       `yaml:"min_free_mib" env:"STICKY_MIN_FREE_MIB" flag:"min-free-mib" help:"refuse writes (503) while the data disk has less free space than this many MiB"`
+	MemoryLimitMiB    int           `yaml:"memory_limit_mib" env:"STICKY_MEMORY_LIMIT_MIB" flag:"memory-limit-mib" help:"soft limit of the Go heap in MiB (GOMEMLIMIT, if set, wins); the collector works harder near it; 0: off"`
 	PprofAddr         string        `yaml:"pprof_addr" env:"STICKY_PPROF_ADDR" flag:"pprof-addr" help:"serve Go's pprof profiles on this loopback address (port 0 picks one); empty: off"`
 
 	// Keys are the API keys of APIKeys and APIKeysFile, checked by Load.
@@ -226,6 +227,7 @@ func Defaults() Config {
 		StatsWindow:      24 * time.Hour,
 		StatsEvery:       5 * time.Minute,
 		MinFreeMiB:       256,
+		MemoryLimitMiB:   640,
 		Identity:         IdentityOf(core.DefaultModel()),
 		Adapters:         Adapters{ReplayWindow: 5 * time.Minute, TicketPattern: `\[([A-Z][A-Z0-9]*-\d+)\]`},
 		Cluster:          Cluster{Replicas: 3, MaxLag: 1000, SnapshotEvery: time.Hour, KeepEntries: 10000},
@@ -477,6 +479,9 @@ func (c Config) Validate() error {
 		if u, err := url.Parse(r); err != nil || (u.Scheme != "nats-route" && u.Scheme != "nats") || u.Port() == "" {
 			return &Error{"STICKY_NATS_ROUTES (nats.routes)", fmt.Sprintf("%q is not nats-route://host:port", r)}
 		}
+	}
+	if c.MemoryLimitMiB < 0 {
+		return &Error{"STICKY_MEMORY_LIMIT_MIB (memory_limit_mib)", "must not be negative (0 turns the limit off)"}
 	}
 	if c.MinFreeMiB < 0 {
 		return &Error{"STICKY_MIN_FREE_MIB (min_free_mib)", "must not be negative (0 turns the check off)"}

@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"net"
 	"net/http"
 	"os"
@@ -81,6 +82,9 @@ func Command(ctx context.Context, name string, args []string, getenv func(string
 		return 2
 	}
 	log := NewLogger(cfg, stderr)
+	if limit := applyMemoryLimit(cfg, getenv); limit < math.MaxInt64 {
+		log.Info("go heap soft limit", "mib", limit>>20)
+	}
 	if err := Run(ctx, name, cfg, attach, log, nil); err != nil {
 		log.Error("stopped", "err", err)
 		return 1

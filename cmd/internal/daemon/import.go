@@ -73,6 +73,7 @@ func importCommand(ctx context.Context, name string, args []string, getenv func(
 		fmt.Fprintln(stderr, name+": "+err.Error())
 		return 2
 	}
+	applyMemoryLimit(cfg, getenv)
 	return runImport(ctx, cmd, cfg, o, stderr)
 }
 
