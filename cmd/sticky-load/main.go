@@ -251,7 +251,7 @@ func runTail(ctx context.Context, args []string, getenv func(string) string, std
 	fs.Float64Var(&cfg.MixedRate, "mixed-rate", 1000, "mixed requests per second (calls that start, then end synced)")
 	fs.DurationVar(&cfg.FloorFor, "floor-for", 0, "length of each floor phase (default: as long as the bridge's, at most 1m)")
 	fs.StringVar(&cfg.FloorURL, "floor-url", "", "a floor already serving (sticky-load floor) instead of starting one")
-	fs.IntVar(&cfg.Concurrency, "concurrency", 64, "most requests in flight")
+	fs.IntVar(&cfg.Concurrency, "concurrency", TailConcurrency, "most requests in flight (open loop: enough that stalled ends do not hold back the starts due meanwhile)")
 	fs.DurationVar(&cfg.Timeout, "timeout", 10*time.Second, "per request")
 	fs.Uint64Var(&cfg.Seed, "seed", 1, "seed for the choice of callers")
 	fs.StringVar(&cfg.ProfileDir, "profile-dir", "", "save the bridge's CPU profile of each phase and a heap profile after it here")
