@@ -453,30 +453,35 @@ func (e *Engine) applyImport(t *store.Txn, cmd *importCommand, now time.Time) ([
 	return out, nil
 }
 
+// ref is the customer ref the row names, or the one derived from it.
+func (r *importRow) ref() string {
+	if r.Ref != "" {
+		return r.Ref
+	}
+	return r.Derived
+}
+
 // importReads reads what importOne of r will read, writing nothing.
 func (e *Engine) importReads(t *store.Txn, r *importRow) error {
-	ref := r.Ref
-	if ref == "" {
-		ref = r.Derived
+	_, found, err := t.Customer(r.ref())
+	if err != nil {
+		return err
 	}
-	_, found, err := t.Customer(ref)
-	if err == nil && !found && r.Ref == "" {
-		_, _, err = e.importMatch(t, r)
+	if !found && r.Ref == "" {
+		if _, _, err := e.importMatch(t, r); err != nil {
+			return err
+		}
 	}
 	for _, id := range r.IDs {
-		if err != nil {
-			break
+		if _, err := t.Refs(id[0], id[1]); err != nil {
+			return err
 		}
-		_, err = t.Refs(id[0], id[1])
 	}
-	return err
+	return nil
 }
 
 func (e *Engine) importOne(t *store.Txn, r *importRow, now time.Time) (ImportResult, error) {
-	ref := r.Ref
-	if ref == "" {
-		ref = r.Derived
-	}
+	ref := r.ref()
 	cust, found, err := t.Customer(ref)
 	if err != nil {
 		return ImportResult{}, err

@@ -74,8 +74,8 @@ func AccessCursor(a Access) string { return hex.EncodeToString(accessSuffix(a.Ti
 
 // PutAccess appends a record to a.Ref's access log.
 func (t *Txn) PutAccess(a Access) error {
-	if err := t.bt.Set(key(pAccess, a.Ref), nil); err != nil {
-		return fmt.Errorf("%w: write: %v", ErrUnavailable, err)
+	if err := t.set(key(pAccess, a.Ref), nil); err != nil {
+		return err
 	}
 	return t.put(accessKey(a.Ref, a.Time, a.ID), &a)
 }

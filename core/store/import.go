@@ -82,10 +82,7 @@ func (t *Txn) PutImportProgress(p ImportProgress) error {
 	if err != nil {
 		return err
 	}
-	if err := t.bt.Set(importKey(p.Source), b); err != nil {
-		return fmt.Errorf("%w: write import progress: %v", ErrUnavailable, err)
-	}
-	return nil
+	return t.set(importKey(p.Source), b)
 }
 
 // DeleteImportProgress forgets where source got to (an import started over).

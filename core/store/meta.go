@@ -55,10 +55,7 @@ func (t *Txn) Applied() (seq uint64, digest [32]byte, err error) {
 func (t *Txn) PutApplied(seq uint64, digest [32]byte) error {
 	b := binary.AppendUvarint(make([]byte, 0, 10+len(digest)), seq)
 	b = append(b, digest[:]...)
-	if err := t.bt.Set(keyApplied, b); err != nil {
-		return fmt.Errorf("%w: %v", ErrUnavailable, err)
-	}
-	return nil
+	return t.set(keyApplied, b)
 }
 
 // Memory is the id of the shared log this store applies ("" if none yet).
@@ -79,10 +76,7 @@ func (t *Txn) Memory() (string, error) {
 
 // PutMemory binds the store to a shared log.
 func (t *Txn) PutMemory(id string) error {
-	if err := t.bt.Set(keyMemory, []byte(id)); err != nil {
-		return fmt.Errorf("%w: %v", ErrUnavailable, err)
-	}
-	return nil
+	return t.set(keyMemory, []byte(id))
 }
 
 // Empty says whether the store holds no customer data (bookkeeping aside).

@@ -11,13 +11,9 @@ import (
 // one: what was read ahead while nothing changed it, and its own writes
 // (puts and deletes made after the read-ahead) where it changed them.
 func TestReadAheadReadsWhatTheTransactionWouldRead(t *testing.T) {
-	db, err := Open(Options{Dir: t.TempDir(), MinFreeBytes: -1})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
+	db := tempDB(t)
 	const n = 200
-	err = db.Update(func(tx *Txn) error {
+	err := db.Update(func(tx *Txn) error {
 		for i := range n {
 			if err := tx.PutCustomer(Customer{Ref: fmt.Sprintf("c%03d", i), LastChannel: fmt.Sprintf("before %d", i)}); err != nil {
 				return err
@@ -76,7 +72,7 @@ func TestReadAheadReadsWhatTheTransactionWouldRead(t *testing.T) {
 				want = "new"
 			}
 			if found != wantFound || c.LastChannel != want {
-				t.Errorf("%s: found %v, name %q; want %v, %q", ref, found, c.LastChannel, wantFound, want)
+				t.Errorf("%s: found %v, last channel %q; want %v, %q", ref, found, c.LastChannel, wantFound, want)
 			}
 			refs, err := tx.Refs("phone", fmt.Sprintf("+1555%04d", i))
 			if err != nil {
@@ -103,18 +99,17 @@ func TestReadAheadReadsWhatTheTransactionWouldRead(t *testing.T) {
 // A read function may not write, and its first error stops the read-ahead
 // and comes back.
 func TestReadAheadRefusesWritesAndStopsAtAnError(t *testing.T) {
-	db, err := Open(Options{Dir: t.TempDir(), MinFreeBytes: -1})
-	if err != nil {
-		t.Fatal(err)
+	db := tempDB(t)
+	writes := map[string]func(w *Txn, i int) error{
+		"a record":  func(w *Txn, i int) error { return w.PutCustomer(Customer{Ref: fmt.Sprintf("c%d", i)}) },
+		"a raw key": func(w *Txn, i int) error { return w.PutCall(Call{ID: fmt.Sprintf("k%d", i)}) },
+		"a delete":  func(w *Txn, i int) error { return w.DeleteCustomer(fmt.Sprintf("c%d", i)) },
 	}
-	defer db.Close()
-	err = db.Update(func(tx *Txn) error {
-		return tx.ReadAhead(2, 10, func(w *Txn, i int) error {
-			return w.PutCustomer(Customer{Ref: fmt.Sprintf("c%d", i)})
-		})
-	})
-	if !errors.Is(err, errReadAheadWrite) {
-		t.Fatalf("a write in the read function: %v, want errReadAheadWrite", err)
+	for name, write := range writes {
+		err := db.Update(func(tx *Txn) error { return tx.ReadAhead(2, 10, write) })
+		if !errors.Is(err, errReadAheadWrite) {
+			t.Fatalf("%s written in the read function: %v, want errReadAheadWrite", name, err)
+		}
 	}
 	var empty bool
 	if err := db.View(func(tx *Txn) (err error) { empty, err = tx.Empty(); return err }); err != nil || !empty {
@@ -123,7 +118,7 @@ func TestReadAheadRefusesWritesAndStopsAtAnError(t *testing.T) {
 
 	boom := errors.New("boom")
 	calls := 0
-	err = db.Update(func(tx *Txn) error {
+	err := db.Update(func(tx *Txn) error {
 		return tx.ReadAhead(1, 100, func(w *Txn, i int) error {
 			calls++
 			if i == 3 {
@@ -135,4 +130,15 @@ func TestReadAheadRefusesWritesAndStopsAtAnError(t *testing.T) {
 	if !errors.Is(err, boom) || calls != 4 {
 		t.Fatalf("got %v after %d calls, want boom after 4", err, calls)
 	}
+}
+
+// tempDB opens a store in a temporary directory, closed with the test.
+func tempDB(t *testing.T) *DB {
+	t.Helper()
+	db, err := Open(Options{Dir: t.TempDir(), MinFreeBytes: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	return db
 }

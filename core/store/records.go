@@ -149,7 +149,10 @@ func key(prefix byte, parts ...string) []byte {
 func (t *Txn) get(k []byte, v record) (bool, error) {
 	if t.ahead != nil && !t.filling {
 		if r, ok := t.ahead.got[string(k)]; ok {
-			return r.found, t.decode(k, r.value, r.found, v)
+			if !r.found {
+				return false, nil
+			}
+			return true, t.decode(k, r.value, v)
 		}
 	}
 	item, err := t.bt.Get(k)
@@ -168,30 +171,27 @@ func (t *Txn) get(k []byte, v record) (bool, error) {
 			return false, fmt.Errorf("%w: read: %v", ErrUnavailable, err)
 		}
 		t.ahead.keep(k, b, true)
-		return true, t.decode(k, b, true, v)
+		return true, t.decode(k, b, v)
 	}
-	err = item.Value(func(b []byte) error { return unmarshal(b, v) })
-	if err != nil {
-		return false, fmt.Errorf("%w: decode %q: %v", ErrUnavailable, k[:1], err)
-	}
-	return true, nil
+	return true, item.Value(func(b []byte) error { return t.decode(k, b, v) })
 }
 
-func (t *Txn) decode(k, b []byte, found bool, v record) error {
-	if !found {
-		return nil
-	}
+func (t *Txn) decode(k, b []byte, v record) error {
 	if err := unmarshal(b, v); err != nil {
 		return fmt.Errorf("%w: decode %q: %v", ErrUnavailable, k[:1], err)
 	}
 	return nil
 }
 
-func (t *Txn) put(k []byte, v record) error {
+func (t *Txn) put(k []byte, v record) error { return t.set(k, marshal(v)) }
+
+// set is every write of a value: a read-ahead worker may not write, and a
+// record read ahead is read again once t wrote it.
+func (t *Txn) set(k, b []byte) error {
 	if err := t.written(k); err != nil {
 		return err
 	}
-	if err := t.bt.Set(k, marshal(v)); err != nil {
+	if err := t.bt.Set(k, b); err != nil {
 		return fmt.Errorf("%w: write: %v", ErrUnavailable, err)
 	}
 	return nil
@@ -245,10 +245,7 @@ func (t *Txn) PutCall(c Call) error {
 	if err := t.put(key(pCall, c.ID), &c); err != nil {
 		return err
 	}
-	if err := t.bt.Set(key(pCustCall, c.CustomerRef, c.ID), nil); err != nil {
-		return fmt.Errorf("%w: write: %v", ErrUnavailable, err)
-	}
-	return nil
+	return t.set(key(pCustCall, c.CustomerRef, c.ID), nil)
 }
 
 // Customer returns the customer with ref, following merge aliases.

@@ -12,11 +12,7 @@ import (
 // lost or repeated at a chunk's edge, even while writes land between the
 // chunks.
 func TestPacedScanSeesEveryRecordOnceAcrossChunks(t *testing.T) {
-	db, err := Open(Options{Dir: t.TempDir(), MinFreeBytes: -1})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
+	db := tempDB(t)
 	base := time.Date(2026, 12, 1, 9, 0, 0, 0, time.UTC)
 	const customers, each = 250, 10 // 2,500 interactions: two full chunks and a part
 	for c := range customers {
@@ -47,7 +43,7 @@ func TestPacedScanSeesEveryRecordOnceAcrossChunks(t *testing.T) {
 
 	paces := 0
 	var got []string
-	err = db.EachInteractionPaced(func() error {
+	err := db.EachInteractionPaced(func() error {
 		paces++
 		// a write between chunks, after every key already read: a
 		// customer sorting last, which the scan may or may not see
