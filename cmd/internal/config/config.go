@@ -48,6 +48,7 @@ type Config struct {
 	StatsEvery        time.Duration `yaml:"stats_every" env:"STICKY_STATS_EVERY" flag:"stats-every" help:"how often those figures are recomputed (they scan the store)"`
 	MinFreeMiB        float64       `yaml:"min_free_mib" env:"STICKY_MIN_FREE_MIB" flag:"min-free-mib" help:"refuse writes (503) while the data disk has less free space than this many MiB"`
 	MemoryLimitMiB    int           `yaml:"memory_limit_mib" env:"STICKY_MEMORY_LIMIT_MIB" flag:"memory-limit-mib" help:"soft limit of the Go heap in MiB (GOMEMLIMIT, if set, wins); the collector works harder near it; 0: off"`
+	MinGoProcs        int           `yaml:"min_go_procs" env:"STICKY_MIN_GO_PROCS" flag:"min-go-procs" help:"run at least this many Go processors (GOMAXPROCS, if set, wins): more than the cores lets the kernel interleave requests with the store's compactions; 0: Go's default"`
 	PprofAddr         string        `yaml:"pprof_addr" env:"STICKY_PPROF_ADDR" flag:"pprof-addr" help:"serve Go's pprof profiles on this loopback address (port 0 picks one); empty: off"`
 
 	// Keys are the API keys of APIKeys and APIKeysFile, checked by Load.
@@ -228,6 +229,7 @@ func Defaults() Config {
 		StatsEvery:       5 * time.Minute,
 		MinFreeMiB:       256,
 		MemoryLimitMiB:   640,
+		MinGoProcs:       8,
 		Identity:         IdentityOf(core.DefaultModel()),
 		Adapters:         Adapters{ReplayWindow: 5 * time.Minute, TicketPattern: `\[([A-Z][A-Z0-9]*-\d+)\]`},
 		Cluster:          Cluster{Replicas: 3, MaxLag: 1000, SnapshotEvery: time.Hour, KeepEntries: 10000},
@@ -482,6 +484,9 @@ func (c Config) Validate() error {
 	}
 	if c.MemoryLimitMiB < 0 {
 		return &Error{"STICKY_MEMORY_LIMIT_MIB (memory_limit_mib)", "must not be negative (0 turns the limit off)"}
+	}
+	if c.MinGoProcs < 0 || c.MinGoProcs > 1024 {
+		return &Error{"STICKY_MIN_GO_PROCS (min_go_procs)", "must be 0 to 1024 (0 leaves Go's default)"}
 	}
 	if c.MinFreeMiB < 0 {
 		return &Error{"STICKY_MIN_FREE_MIB (min_free_mib)", "must not be negative (0 turns the check off)"}

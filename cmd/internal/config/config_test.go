@@ -67,6 +67,8 @@ func TestBadSettingsNameTheSetting(t *testing.T) {
 		{nil, map[string]string{"STICKY_MIN_FREE_MIB": "-1"}, "STICKY_MIN_FREE_MIB"},
 		{nil, map[string]string{"STICKY_MEMORY_LIMIT_MIB": "-1"}, "STICKY_MEMORY_LIMIT_MIB"},
 		{nil, map[string]string{"STICKY_MEMORY_LIMIT_MIB": "lots"}, "STICKY_MEMORY_LIMIT_MIB"},
+		{nil, map[string]string{"STICKY_MIN_GO_PROCS": "-1"}, "STICKY_MIN_GO_PROCS"},
+		{nil, map[string]string{"STICKY_MIN_GO_PROCS": "5000"}, "STICKY_MIN_GO_PROCS"},
 		{nil, map[string]string{"STICKY_PPROF_ADDR": "0.0.0.0:6060"}, "STICKY_PPROF_ADDR"},
 		{nil, map[string]string{"STICKY_PPROF_ADDR": "example.com:6060"}, "STICKY_PPROF_ADDR"},
 		{nil, map[string]string{"STICKY_TICKET_PATTERN": "[TKT-("}, "STICKY_TICKET_PATTERN"},

@@ -71,6 +71,7 @@ func common(t *testing.T, c config.Config) {
 	check(t, "stats_every", c.StatsEvery, 5*time.Minute)
 	check(t, "min_free_mib", c.MinFreeMiB, 256)
 	check(t, "memory_limit_mib", c.MemoryLimitMiB, 640)
+	check(t, "min_go_procs", c.MinGoProcs, 8)
 	check(t, "pprof_addr", c.PprofAddr, "")
 	// the documented values are the defaults
 	check(t, "identity", fmt.Sprintf("%+v", c.Identity), fmt.Sprintf("%+v", config.Defaults().Identity))

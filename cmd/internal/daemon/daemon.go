@@ -16,6 +16,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"runtime"
 	"strings"
 	"sync"
 	"syscall"
@@ -85,6 +86,7 @@ func Command(ctx context.Context, name string, args []string, getenv func(string
 	if limit := applyMemoryLimit(cfg, getenv); limit < math.MaxInt64 {
 		log.Info("go heap soft limit", "mib", limit>>20)
 	}
+	log.Info("go processors", "gomaxprocs", applyMinProcs(cfg, getenv), "cores", runtime.NumCPU())
 	if err := Run(ctx, name, cfg, attach, log, nil); err != nil {
 		log.Error("stopped", "err", err)
 		return 1
