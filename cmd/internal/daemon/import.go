@@ -74,7 +74,6 @@ func importCommand(ctx context.Context, name string, args []string, getenv func(
 		return 2
 	}
 	applyMemoryLimit(cfg, getenv)
-	applyMinProcs(cfg, getenv)
 	return runImport(ctx, cmd, cfg, o, stderr)
 }
 

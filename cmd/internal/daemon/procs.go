@@ -21,7 +21,8 @@ import (
 // the cores between their threads, and a request woken from the network
 // runs within its much shorter slices: 26 ms at 8 processors. Go's own
 // default (the cores the process may use) stands where it is at least the
-// minimum.
+// minimum. The bridges apply it; the import does not, as its figures
+// (issue 16) were measured with Go's default.
 func applyMinProcs(cfg config.Config, getenv func(string) string) int {
 	n := runtime.GOMAXPROCS(0)
 	if getenv("GOMAXPROCS") == "" && cfg.MinGoProcs > n {
