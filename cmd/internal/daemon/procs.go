@@ -16,7 +16,7 @@ import (
 // hundreds of milliseconds each. With two Go processors they held both for
 // seconds at a time, Go's scheduler gives them 10 ms slices, and the
 // requests due meanwhile queued behind them: the mixed load's p99 was
-// 110-150 ms at 100,000 customers, every slow request inside such an
+// 107-141 ms at 100,000 customers, every slow request inside such an
 // episode. With more processors than cores the kernel's scheduler shares
 // the cores between their threads, and a request woken from the network
 // runs within its much shorter slices: 26 ms at 8 processors. Go's own
