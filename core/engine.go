@@ -175,7 +175,10 @@ func (e *Engine) Run(ctx context.Context) error {
 				}
 				continue
 			}
-			if n, err := e.Sweep(); err != nil {
+			if n, err := e.sweep(dutyPace(ctx, sweepDuty)); err != nil {
+				if ctx.Err() != nil {
+					return nil // stopped mid-sweep: the next start sweeps again
+				}
 				e.log.Warn("sweep failed", "err", err)
 			} else if n > 0 {
 				e.log.Info("swept expired records", "count", n)
@@ -207,13 +210,22 @@ func (e *Engine) Scrubs() int64 { return e.scrubs.Load() }
 
 // Sweep deletes expired variables and call records, and access records
 // older than the retention, now.
-func (e *Engine) Sweep() (int, error) {
+func (e *Engine) Sweep() (int, error) { return e.sweep(nil) }
+
+// sweepDuty is the share of one core Run's periodic sweep may take, as
+// the statistics job's (issue 17): unpaced, the sweep read every
+// customer and call record at once every ten minutes, as fast as one core
+// could, while calls rang.
+const sweepDuty = 0.1
+
+// sweep is Sweep with pace between the store's chunks (nil: unpaced).
+func (e *Engine) sweep(pace store.Pace) (int, error) {
 	now := e.now()
-	n, err := e.db.Sweep(now)
+	n, err := e.db.SweepPaced(now, pace)
 	if err != nil {
 		return n, err
 	}
-	m, err := e.db.SweepAccess(e.accessCutoff(now)) // access log (issue 15)
+	m, err := e.db.SweepAccessPaced(e.accessCutoff(now), pace) // access log (issue 15)
 	return n + m, err
 }
 

@@ -219,32 +219,34 @@ func (t *Txn) MoveAccess(from, into string) error {
 
 // SweepAccess deletes access records, the erasures' included, older than
 // before (zero: none). It reads only keys, which hold the time.
-func (s *DB) SweepAccess(before time.Time) (int, error) {
+func (s *DB) SweepAccess(before time.Time) (int, error) { return s.SweepAccessPaced(before, nil) }
+
+// SweepAccessPaced is SweepAccess in chunks with pace between them, as
+// SweepPaced.
+func (s *DB) SweepAccessPaced(before time.Time, pace Pace) (int, error) {
 	if before.IsZero() {
 		return 0, nil
 	}
 	cut := math.MaxUint64 - uint64(before.UnixNano())
 	old := func(suffix []byte) bool { return len(suffix) >= 8 && binary.BigEndian.Uint64(suffix) > cut }
 	var keys [][]byte
-	err := s.View(func(t *Txn) error {
-		err := t.scan([]byte{pAccess}, false, func(k []byte, _ *badger.Item) (bool, error) {
-			if i := bytes.IndexByte(k, 0); i > 0 && old(k[i+1:]) {
-				keys = append(keys, append([]byte(nil), k...))
-			}
-			return true, nil
-		})
-		if err != nil {
-			return err
+	err := s.scanChunks([]byte{pAccess}, false, pace, func(k []byte, _ *badger.Item) error {
+		if i := bytes.IndexByte(k, 0); i > 0 && old(k[i+1:]) {
+			keys = append(keys, append([]byte(nil), k...))
 		}
-		return t.scan([]byte{pErasure}, false, func(k []byte, _ *badger.Item) (bool, error) {
-			if old(k[1:]) {
-				keys = append(keys, append([]byte(nil), k...))
-			}
-			return true, nil
-		})
+		return nil
 	})
 	if err != nil {
 		return 0, err
 	}
-	return s.inBatches(keys, func(t *Txn, k []byte) (int, error) { return 1, t.del(k) })
+	err = s.scanChunks([]byte{pErasure}, false, pace, func(k []byte, _ *badger.Item) error {
+		if old(k[1:]) {
+			keys = append(keys, append([]byte(nil), k...))
+		}
+		return nil
+	})
+	if err != nil {
+		return 0, err
+	}
+	return s.inBatches(keys, pace, func(t *Txn, k []byte) (int, error) { return 1, t.del(k) })
 }

@@ -431,7 +431,7 @@ func (s *DB) EachInteraction(fn func(ref string, h Interaction) error) error {
 // interaction present throughout the scan is seen once, in key order, so
 // a customer's interactions still arrive together.
 func (s *DB) EachInteractionPaced(pace Pace, fn func(ref string, h Interaction) error) error {
-	return s.scanChunks([]byte{pInteraction}, pace, func(k []byte, item *badger.Item) error {
+	return s.scanChunks([]byte{pInteraction}, true, pace, func(k []byte, item *badger.Item) error {
 		i := bytes.IndexByte(k[1:], 0)
 		if i < 0 {
 			return nil
@@ -452,7 +452,7 @@ func (s *DB) EachCall(fn func(c Call) error) error {
 // EachCallPaced is EachCall in chunks with pace between them, as
 // EachInteractionPaced.
 func (s *DB) EachCallPaced(pace Pace, fn func(c Call) error) error {
-	return s.scanChunks([]byte{pCall}, pace, func(_ []byte, item *badger.Item) error {
+	return s.scanChunks([]byte{pCall}, true, pace, func(_ []byte, item *badger.Item) error {
 		var c Call
 		if err := item.Value(func(b []byte) error { return unmarshal(b, &c) }); err != nil {
 			return fmt.Errorf("%w: decode call: %v", ErrUnavailable, err)
@@ -468,10 +468,11 @@ type Pace func() error
 // ScanChunk is how many records a paced scan reads per transaction.
 const ScanChunk = 1000
 
-// scanChunks calls fn for every record under prefix in key order. Without
-// pace it reads them in one transaction; with one, ScanChunk records per
-// transaction, resuming at the first key it has not handed to fn.
-func (s *DB) scanChunks(prefix []byte, pace Pace, fn func(k []byte, item *badger.Item) error) error {
+// scanChunks calls fn for every record under prefix in key order (values:
+// with their values prefetched). Without pace it reads them in one
+// transaction; with one, ScanChunk records per transaction, resuming at
+// the first key it has not handed to fn.
+func (s *DB) scanChunks(prefix []byte, values bool, pace Pace, fn func(k []byte, item *badger.Item) error) error {
 	chunk := ScanChunk
 	if pace == nil {
 		chunk = math.MaxInt
@@ -481,7 +482,7 @@ func (s *DB) scanChunks(prefix []byte, pace Pace, fn func(k []byte, item *badger
 		var next []byte
 		err := s.View(func(t *Txn) error {
 			n := 0
-			return t.iterate(prefix, from, true, func(k []byte, item *badger.Item) (bool, error) {
+			return t.iterate(prefix, from, values, func(k []byte, item *badger.Item) (bool, error) {
 				if n == chunk {
 					next = item.KeyCopy(nil)
 					return false, nil

@@ -13,27 +13,34 @@ const sweepBatch = 512
 // Sweep deletes expired call records and drops expired variables from
 // customer records. Each batch re-checks inside its own transaction, so a
 // record written again between the scan and the delete is kept.
-func (s *DB) Sweep(now time.Time) (int, error) {
+func (s *DB) Sweep(now time.Time) (int, error) { return s.SweepPaced(now, nil) }
+
+// SweepPaced is Sweep for the periodic job (issue 17): it reads the store
+// ScanChunk records per transaction and calls pace between chunks and
+// between its write batches, as the paced scans do. Unpaced, the sweep
+// read every customer and call record in one go, as fast as one core
+// could, every ten minutes while calls rang, and a shutdown could not
+// stop it. An error from pace (a cancelled context) stops it; what it deleted
+// by then stays deleted.
+func (s *DB) SweepPaced(now time.Time, pace Pace) (int, error) {
 	expiredVar := func(v Variable) bool { return !v.ExpiresAt.IsZero() && v.ExpiresAt.Before(now) }
 	total := 0
 	// customers holding expired variables
 	var refs [][]byte
-	err := s.View(func(t *Txn) error {
-		return t.scan([]byte{pCustomer}, true, func(k []byte, item *badger.Item) (bool, error) {
-			var c Customer
-			if err := item.Value(func(b []byte) error { return unmarshal(b, &c) }); err != nil {
-				return false, fmt.Errorf("%w: decode customer: %v", ErrUnavailable, err)
-			}
-			if slices.ContainsFunc(c.Variables, expiredVar) {
-				refs = append(refs, append([]byte(nil), k...))
-			}
-			return true, nil
-		})
+	err := s.scanChunks([]byte{pCustomer}, true, pace, func(k []byte, item *badger.Item) error {
+		var c Customer
+		if err := item.Value(func(b []byte) error { return unmarshal(b, &c) }); err != nil {
+			return fmt.Errorf("%w: decode customer: %v", ErrUnavailable, err)
+		}
+		if slices.ContainsFunc(c.Variables, expiredVar) {
+			refs = append(refs, append([]byte(nil), k...))
+		}
+		return nil
 	})
 	if err != nil {
 		return 0, err
 	}
-	n, err := s.inBatches(refs, func(t *Txn, k []byte) (int, error) {
+	n, err := s.inBatches(refs, pace, func(t *Txn, k []byte) (int, error) {
 		var c Customer
 		if ok, err := t.get(k, &c); err != nil || !ok {
 			return 0, err
@@ -51,22 +58,20 @@ func (s *DB) Sweep(now time.Time) (int, error) {
 	}
 	// expired call records
 	var calls [][]byte
-	err = s.View(func(t *Txn) error {
-		return t.scan([]byte{pCall}, true, func(k []byte, item *badger.Item) (bool, error) {
-			var c Call
-			if err := item.Value(func(b []byte) error { return unmarshal(b, &c) }); err != nil {
-				return false, fmt.Errorf("%w: decode call: %v", ErrUnavailable, err)
-			}
-			if !c.ExpiresAt.IsZero() && c.ExpiresAt.Before(now) {
-				calls = append(calls, append([]byte(nil), k...))
-			}
-			return true, nil
-		})
+	err = s.scanChunks([]byte{pCall}, true, pace, func(k []byte, item *badger.Item) error {
+		var c Call
+		if err := item.Value(func(b []byte) error { return unmarshal(b, &c) }); err != nil {
+			return fmt.Errorf("%w: decode call: %v", ErrUnavailable, err)
+		}
+		if !c.ExpiresAt.IsZero() && c.ExpiresAt.Before(now) {
+			calls = append(calls, append([]byte(nil), k...))
+		}
+		return nil
 	})
 	if err != nil {
 		return total, err
 	}
-	n, err = s.inBatches(calls, func(t *Txn, k []byte) (int, error) {
+	n, err = s.inBatches(calls, pace, func(t *Txn, k []byte) (int, error) {
 		var c Call
 		if ok, err := t.get(k, &c); err != nil || !ok || c.ExpiresAt.IsZero() || !c.ExpiresAt.Before(now) {
 			return 0, err
@@ -79,9 +84,16 @@ func (s *DB) Sweep(now time.Time) (int, error) {
 	return total + n, err
 }
 
-func (s *DB) inBatches(keys [][]byte, fn func(*Txn, []byte) (int, error)) (int, error) {
+// inBatches calls fn for each key, sweepBatch keys per write transaction,
+// with pace (when not nil) before every batch after the first.
+func (s *DB) inBatches(keys [][]byte, pace Pace, fn func(*Txn, []byte) (int, error)) (int, error) {
 	total := 0
-	for len(keys) > 0 {
+	for first := true; len(keys) > 0; first = false {
+		if !first && pace != nil {
+			if err := pace(); err != nil {
+				return total, err
+			}
+		}
 		batch := keys[:min(sweepBatch, len(keys))]
 		keys = keys[len(batch):]
 		n := 0
