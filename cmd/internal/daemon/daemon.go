@@ -175,7 +175,16 @@ func Run(ctx context.Context, name string, cfg config.Config, attach Attach, log
 	if err != nil {
 		return err
 	}
+	// closeStore turns false when a component outlives the shutdown
+	// deadline: closing Badger under a reader kills the process with a
+	// fault (unmapped tables). Left open, the store recovers from its
+	// log at the next start, and every acknowledged write is in it.
+	closeStore := true
 	defer func() {
+		if !closeStore {
+			log.Error("the store was left open at exit: a component was still using it at the shutdown deadline, and closing it under a reader would crash the process; it recovers at the next start")
+			return
+		}
 		if err := db.Close(); err != nil {
 			log.Error("closing the store", "err", err)
 		} else {
@@ -325,6 +334,7 @@ func Run(ctx context.Context, name string, cfg config.Config, attach Attach, log
 	case <-done:
 	case <-sctx.Done():
 		log.Warn("components did not stop within the shutdown deadline")
+		closeStore = false
 	}
 	flushAccess()
 	return runErr

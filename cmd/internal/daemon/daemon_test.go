@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/sticky-cc/sticky/cmd/internal/config"
+	"github.com/sticky-cc/sticky/core"
 )
 
 func noPBX(Deps) (PBX, string, error) { return nil, "test", nil }
@@ -256,3 +257,63 @@ func (s *syncBuffer) String() string {
 	defer s.mu.Unlock()
 	return s.b.String()
 }
+
+// stuckPBX is a component that goes on using the engine after its
+// context ends, until released.
+type stuckPBX struct {
+	calls   core.Calls
+	release chan struct{}
+	result  chan error
+}
+
+func (p *stuckPBX) Run(ctx context.Context) error {
+	<-ctx.Done()
+	<-p.release
+	_, err := p.calls.End(context.Background(), core.EndRequest{CallID: "late", CustomerRef: "c1", Channel: "chat"})
+	p.result <- err
+	return nil
+}
+
+func (p *stuckPBX) Status() (bool, string) { return false, "stuck" }
+
+// A component still running at the shutdown deadline keeps the store: it
+// is not closed under it (which crashes a reader with a fault).
+func TestStoreIsNotClosedUnderAComponentPastTheDeadline(t *testing.T) {
+	env := map[string]string{"STICKY_HTTP_ADDR": "127.0.0.1:0", "STICKY_NATS_ADDR": "127.0.0.1:0", "STICKY_NATS_WS_ADDR": "127.0.0.1:0",
+		"STICKY_DATA_DIR": t.TempDir(), "STICKY_SHUTDOWN_TIMEOUT": "200ms"}
+	cfg, err := config.Load("test", nil, func(k string) string { return env[k] }, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := &stuckPBX{release: make(chan struct{}), result: make(chan error, 1)}
+	attach := func(d Deps) (PBX, string, error) { p.calls = d.Calls; return p, "", nil }
+	ctx, cancel := context.WithCancel(context.Background())
+	addr := make(chan string, 1)
+	done := make(chan error, 1)
+	var logs syncBuf
+	go func() { done <- Run(ctx, "test", cfg, attach, NewLogger(cfg, &logs), func(a Addrs) { addr <- a.HTTP }) }()
+	select {
+	case <-addr:
+	case err := <-done:
+		t.Fatalf("run: %v", err)
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatalf("run: %v", err)
+	}
+	if !strings.Contains(logs.String(), "the store was left open at exit") {
+		t.Fatalf("no word of the store left open:\n%s", logs.String())
+	}
+	close(p.release)
+	if err := <-p.result; err != nil {
+		t.Fatalf("the component outliving the deadline found the store closed: %v", err)
+	}
+}
+
+type syncBuf struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuf) Write(p []byte) (int, error) { s.mu.Lock(); defer s.mu.Unlock(); return s.b.Write(p) }
+func (s *syncBuf) String() string              { s.mu.Lock(); defer s.mu.Unlock(); return s.b.String() }
