@@ -40,8 +40,13 @@ func runDaemon(t *testing.T, env map[string]string) (string, func() error) {
 	}()
 	select {
 	case a := <-addr:
-		stop := func() error { cancel(); return <-done }
-		t.Cleanup(func() { cancel() })
+		// stop ends the process and waits for it; the cleanup does too,
+		// so that the test's directories are removed only once the store
+		// is closed.
+		var once sync.Once
+		var runErr error
+		stop := func() error { cancel(); once.Do(func() { runErr = <-done }); return runErr }
+		t.Cleanup(func() { stop() })
 		return a, stop
 	case err := <-done:
 		t.Fatalf("run: %v\n%s", err, logs.String())
