@@ -23,6 +23,14 @@ func noPBX(Deps) (PBX, string, error) { return nil, "test", nil }
 // runDaemon runs the process in-process until the test ends.
 func runDaemon(t *testing.T, env map[string]string) (string, func() error) {
 	t.Helper()
+	addr, stop, _ := startDaemon(t, env, noPBX)
+	return addr, stop
+}
+
+// startDaemon is runDaemon with a PBX attachment, returning the process's
+// log too.
+func startDaemon(t *testing.T, env map[string]string, attach Attach) (string, func() error, *syncBuffer) {
+	t.Helper()
 	base := map[string]string{"STICKY_HTTP_ADDR": "127.0.0.1:0", "STICKY_NATS_ADDR": "127.0.0.1:0", "STICKY_NATS_WS_ADDR": "127.0.0.1:0"}
 	for k, v := range env {
 		base[k] = v
@@ -34,9 +42,9 @@ func runDaemon(t *testing.T, env map[string]string) (string, func() error) {
 	ctx, cancel := context.WithCancel(context.Background())
 	addr := make(chan string, 1)
 	done := make(chan error, 1)
-	var logs bytes.Buffer
+	logs := &syncBuffer{}
 	go func() {
-		done <- Run(ctx, "test", cfg, noPBX, NewLogger(cfg, &logs), func(a Addrs) { addr <- a.HTTP })
+		done <- Run(ctx, "test", cfg, attach, NewLogger(cfg, logs), func(a Addrs) { addr <- a.HTTP })
 	}()
 	select {
 	case a := <-addr:
@@ -47,13 +55,13 @@ func runDaemon(t *testing.T, env map[string]string) (string, func() error) {
 		var runErr error
 		stop := func() error { cancel(); once.Do(func() { runErr = <-done }); return runErr }
 		t.Cleanup(func() { stop() })
-		return a, stop
+		return a, stop, logs
 	case err := <-done:
 		t.Fatalf("run: %v\n%s", err, logs.String())
 	case <-time.After(20 * time.Second):
 		t.Fatal("did not start")
 	}
-	return "", nil
+	return "", nil, nil
 }
 
 func get(t *testing.T, url string) (int, string) {
@@ -284,26 +292,10 @@ func (p *stuckPBX) Status() (bool, string) { return false, "stuck" }
 // A component still running at the shutdown deadline keeps the store: it
 // is not closed under it (which crashes a reader with a fault).
 func TestStoreIsNotClosedUnderAComponentPastTheDeadline(t *testing.T) {
-	env := map[string]string{"STICKY_HTTP_ADDR": "127.0.0.1:0", "STICKY_NATS_ADDR": "127.0.0.1:0", "STICKY_NATS_WS_ADDR": "127.0.0.1:0",
-		"STICKY_DATA_DIR": t.TempDir(), "STICKY_SHUTDOWN_TIMEOUT": "200ms"}
-	cfg, err := config.Load("test", nil, func(k string) string { return env[k] }, io.Discard)
-	if err != nil {
-		t.Fatal(err)
-	}
 	p := &stuckPBX{release: make(chan struct{}), result: make(chan error, 1)}
 	attach := func(d Deps) (PBX, string, error) { p.calls = d.Calls; return p, "", nil }
-	ctx, cancel := context.WithCancel(context.Background())
-	addr := make(chan string, 1)
-	done := make(chan error, 1)
-	var logs syncBuf
-	go func() { done <- Run(ctx, "test", cfg, attach, NewLogger(cfg, &logs), func(a Addrs) { addr <- a.HTTP }) }()
-	select {
-	case <-addr:
-	case err := <-done:
-		t.Fatalf("run: %v", err)
-	}
-	cancel()
-	if err := <-done; err != nil {
+	_, stop, logs := startDaemon(t, map[string]string{"STICKY_DATA_DIR": t.TempDir(), "STICKY_SHUTDOWN_TIMEOUT": "200ms"}, attach)
+	if err := stop(); err != nil {
 		t.Fatalf("run: %v", err)
 	}
 	if !strings.Contains(logs.String(), "the store was left open at exit") {
@@ -314,11 +306,3 @@ func TestStoreIsNotClosedUnderAComponentPastTheDeadline(t *testing.T) {
 		t.Fatalf("the component outliving the deadline found the store closed: %v", err)
 	}
 }
-
-type syncBuf struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuf) Write(p []byte) (int, error) { s.mu.Lock(); defer s.mu.Unlock(); return s.b.Write(p) }
-func (s *syncBuf) String() string              { s.mu.Lock(); defer s.mu.Unlock(); return s.b.String() }
