@@ -126,10 +126,7 @@ func (t *Txn) AccessLog(ref string, p AccessPage) (out []Access, more bool, err 
 		// the first key of an instant before p.Before
 		seek = accessKey(ref, p.Before.Add(-time.Nanosecond), "")
 	}
-	o := badger.DefaultIteratorOptions
-	o.Prefix = prefix
-	o.PrefetchSize = min(max(p.Limit, 1), 100)
-	it := t.bt.NewIterator(o)
+	it := t.bt.NewIterator(scanOptions(prefix))
 	defer it.Close()
 	for it.Seek(seek); it.ValidForPrefix(prefix); it.Next() {
 		item := it.Item()
@@ -151,7 +148,7 @@ func (t *Txn) AccessLog(ref string, p AccessPage) (out []Access, more bool, err 
 // ErasureRecords lists the anonymous records of erasures, newest first.
 func (t *Txn) ErasureRecords() ([]Access, error) {
 	var out []Access
-	err := t.scan([]byte{pErasure}, true, func(_ []byte, item *badger.Item) (bool, error) {
+	err := t.scan([]byte{pErasure}, func(_ []byte, item *badger.Item) (bool, error) {
 		var a Access
 		if err := item.Value(func(b []byte) error { return unmarshal(b, &a) }); err != nil {
 			return false, fmt.Errorf("%w: decode access: %v", ErrUnavailable, err)
@@ -168,7 +165,7 @@ func (t *Txn) DeleteAccess(ref string) error {
 		return err
 	}
 	keys := [][]byte{key(pAccess, ref)}
-	err := t.scan(key(pAccess, ref, ""), false, func(k []byte, _ *badger.Item) (bool, error) {
+	err := t.scan(key(pAccess, ref, ""), func(k []byte, _ *badger.Item) (bool, error) {
 		keys = append(keys, append([]byte(nil), k...))
 		return true, nil
 	})
@@ -194,7 +191,7 @@ func (t *Txn) MoveAccess(from, into string) error {
 	}
 	prefix := key(pAccess, from, "")
 	var recs []Access
-	err := t.scan(prefix, true, func(_ []byte, item *badger.Item) (bool, error) {
+	err := t.scan(prefix, func(_ []byte, item *badger.Item) (bool, error) {
 		var a Access
 		if err := item.Value(func(b []byte) error { return unmarshal(b, &a) }); err != nil {
 			return false, fmt.Errorf("%w: decode access: %v", ErrUnavailable, err)
@@ -230,7 +227,7 @@ func (s *DB) SweepAccessPaced(before time.Time, pace Pace) (int, error) {
 	cut := math.MaxUint64 - uint64(before.UnixNano())
 	old := func(suffix []byte) bool { return len(suffix) >= 8 && binary.BigEndian.Uint64(suffix) > cut }
 	var keys [][]byte
-	err := s.scanChunks([]byte{pAccess}, false, pace, func(k []byte, _ *badger.Item) error {
+	err := s.scanChunks([]byte{pAccess}, pace, func(k []byte, _ *badger.Item) error {
 		if i := bytes.IndexByte(k, 0); i > 0 && old(k[i+1:]) {
 			keys = append(keys, append([]byte(nil), k...))
 		}
@@ -239,7 +236,7 @@ func (s *DB) SweepAccessPaced(before time.Time, pace Pace) (int, error) {
 	if err != nil {
 		return 0, err
 	}
-	err = s.scanChunks([]byte{pErasure}, false, pace, func(k []byte, _ *badger.Item) error {
+	err = s.scanChunks([]byte{pErasure}, pace, func(k []byte, _ *badger.Item) error {
 		if old(k[1:]) {
 			keys = append(keys, append([]byte(nil), k...))
 		}

@@ -98,7 +98,7 @@ func (s *DB) StateDigest() (string, int, error) {
 	h := sha256.New()
 	n := 0
 	err := s.View(func(t *Txn) error {
-		it := t.bt.NewIterator(badger.DefaultIteratorOptions)
+		it := t.bt.NewIterator(scanOptions(nil))
 		defer it.Close()
 		var lb [binary.MaxVarintLen64]byte
 		for it.Rewind(); it.Valid(); it.Next() {

@@ -209,17 +209,25 @@ func (t *Txn) del(k []byte) error {
 
 // scan calls fn for each key with the prefix, in key order, until fn
 // returns false.
-func (t *Txn) scan(prefix []byte, values bool, fn func(k []byte, item *badger.Item) (bool, error)) error {
-	return t.iterate(prefix, prefix, values, fn)
+func (t *Txn) scan(prefix []byte, fn func(k []byte, item *badger.Item) (bool, error)) error {
+	return t.iterate(prefix, prefix, fn)
+}
+
+// scanOptions are the options of every iterator over records: values are
+// read with item.Value, never prefetched. Sticky's values sit inline in
+// the LSM (they are far below Badger's value threshold), so Value hands
+// out the bytes already in the table block, while a prefetching iterator
+// starts a goroutine and copies the value for every record it passes
+// (issue 17: at a million customers the periodic sweep and the
+// statistics job spawned one goroutine per customer and call record).
+// Callers decode or copy a value inside Value's function.
+func scanOptions(prefix []byte) badger.IteratorOptions {
+	return badger.IteratorOptions{Prefix: prefix, PrefetchValues: false}
 }
 
 // iterate is scan starting at key from (under prefix).
-func (t *Txn) iterate(prefix, from []byte, values bool, fn func(k []byte, item *badger.Item) (bool, error)) error {
-	o := badger.DefaultIteratorOptions
-	o.Prefix = prefix
-	o.PrefetchValues = values
-	o.PrefetchSize = 16
-	it := t.bt.NewIterator(o)
+func (t *Txn) iterate(prefix, from []byte, fn func(k []byte, item *badger.Item) (bool, error)) error {
+	it := t.bt.NewIterator(scanOptions(prefix))
 	defer it.Close()
 	for it.Seek(from); it.ValidForPrefix(prefix); it.Next() {
 		more, err := fn(it.Item().Key(), it.Item())
@@ -321,7 +329,7 @@ func historyKey(ref string, endedAt time.Time, callID string) []byte {
 // History returns up to limit interactions of ref, newest first (limit <= 0: all).
 func (t *Txn) History(ref string, limit int) ([]Interaction, error) {
 	var out []Interaction
-	err := t.scan(key(pInteraction, ref, ""), true, func(_ []byte, item *badger.Item) (bool, error) {
+	err := t.scan(key(pInteraction, ref, ""), func(_ []byte, item *badger.Item) (bool, error) {
 		var h Interaction
 		if err := item.Value(func(b []byte) error { return unmarshal(b, &h) }); err != nil {
 			return false, fmt.Errorf("%w: decode interaction: %v", ErrUnavailable, err)
@@ -341,7 +349,7 @@ func (t *Txn) PutInteraction(ref string, h Interaction) error {
 func (t *Txn) CallIDs(ref string) ([]string, error) {
 	prefix := key(pCustCall, ref, "")
 	var out []string
-	err := t.scan(prefix, false, func(k []byte, _ *badger.Item) (bool, error) {
+	err := t.scan(prefix, func(k []byte, _ *badger.Item) (bool, error) {
 		out = append(out, string(k[len(prefix):]))
 		return true, nil
 	})
@@ -361,7 +369,7 @@ func (t *Txn) DeleteCall(ref, id string) error {
 func (t *Txn) DeleteCustomer(ref string) error {
 	for _, prefix := range [][]byte{key(pInteraction, ref, ""), key(pCustCall, ref, "")} {
 		var keys [][]byte
-		if err := t.scan(prefix, false, func(k []byte, _ *badger.Item) (bool, error) {
+		if err := t.scan(prefix, func(k []byte, _ *badger.Item) (bool, error) {
 			keys = append(keys, append([]byte(nil), k...))
 			return true, nil
 		}); err != nil {
@@ -384,7 +392,7 @@ func (t *Txn) DeleteAliasesTo(ref string) error { return t.RetargetAliases(ref, 
 // so that alias chains never form.
 func (t *Txn) RetargetAliases(ref, target string) error {
 	var keys [][]byte
-	err := t.scan([]byte{pAlias}, true, func(k []byte, item *badger.Item) (bool, error) {
+	err := t.scan([]byte{pAlias}, func(k []byte, item *badger.Item) (bool, error) {
 		var target alias
 		if err := item.Value(func(b []byte) error { return unmarshal(b, &target) }); err != nil {
 			return false, err
@@ -431,7 +439,7 @@ func (s *DB) EachInteraction(fn func(ref string, h Interaction) error) error {
 // interaction present throughout the scan is seen once, in key order, so
 // a customer's interactions still arrive together.
 func (s *DB) EachInteractionPaced(pace Pace, fn func(ref string, h Interaction) error) error {
-	return s.scanChunks([]byte{pInteraction}, true, pace, func(k []byte, item *badger.Item) error {
+	return s.scanChunks([]byte{pInteraction}, pace, func(k []byte, item *badger.Item) error {
 		i := bytes.IndexByte(k[1:], 0)
 		if i < 0 {
 			return nil
@@ -452,7 +460,7 @@ func (s *DB) EachCall(fn func(c Call) error) error {
 // EachCallPaced is EachCall in chunks with pace between them, as
 // EachInteractionPaced.
 func (s *DB) EachCallPaced(pace Pace, fn func(c Call) error) error {
-	return s.scanChunks([]byte{pCall}, true, pace, func(_ []byte, item *badger.Item) error {
+	return s.scanChunks([]byte{pCall}, pace, func(_ []byte, item *badger.Item) error {
 		var c Call
 		if err := item.Value(func(b []byte) error { return unmarshal(b, &c) }); err != nil {
 			return fmt.Errorf("%w: decode call: %v", ErrUnavailable, err)
@@ -468,11 +476,10 @@ type Pace func() error
 // ScanChunk is how many records a paced scan reads per transaction.
 const ScanChunk = 1000
 
-// scanChunks calls fn for every record under prefix in key order (values:
-// with their values prefetched). Without pace it reads them in one
+// scanChunks calls fn for every record under prefix in key order. Without pace it reads them in one
 // transaction; with one, ScanChunk records per transaction, resuming at
 // the first key it has not handed to fn.
-func (s *DB) scanChunks(prefix []byte, values bool, pace Pace, fn func(k []byte, item *badger.Item) error) error {
+func (s *DB) scanChunks(prefix []byte, pace Pace, fn func(k []byte, item *badger.Item) error) error {
 	chunk := ScanChunk
 	if pace == nil {
 		chunk = math.MaxInt
@@ -482,7 +489,7 @@ func (s *DB) scanChunks(prefix []byte, values bool, pace Pace, fn func(k []byte,
 		var next []byte
 		err := s.View(func(t *Txn) error {
 			n := 0
-			return t.iterate(prefix, from, values, func(k []byte, item *badger.Item) (bool, error) {
+			return t.iterate(prefix, from, func(k []byte, item *badger.Item) (bool, error) {
 				if n == chunk {
 					next = item.KeyCopy(nil)
 					return false, nil

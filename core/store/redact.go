@@ -117,9 +117,7 @@ func (s *DB) SweepText(ctx context.Context, sw TextSweep) (SweepProgress, error)
 func (t *Txn) sweepBatch(prefix byte, sw TextSweep, st *sweepState) (int, error) {
 	type kv struct{ k, v []byte }
 	var batch []kv
-	o := badger.DefaultIteratorOptions
-	o.Prefix = []byte{prefix}
-	o.PrefetchSize = min(sw.Batch, 100)
+	o := scanOptions([]byte{prefix})
 	it := t.bt.NewIterator(o)
 	from := []byte{prefix}
 	if st.after != nil {
@@ -202,7 +200,7 @@ func sweepSummary(s *string, sw TextSweep, found map[string]int64) bool {
 
 func (t *Txn) countPrefix(prefix []byte) (int64, error) {
 	var n int64
-	err := t.scan(prefix, false, func([]byte, *badger.Item) (bool, error) {
+	err := t.scan(prefix, func([]byte, *badger.Item) (bool, error) {
 		n++
 		return true, nil
 	})

@@ -27,7 +27,7 @@ func (s *DB) SweepPaced(now time.Time, pace Pace) (int, error) {
 	total := 0
 	// customers holding expired variables
 	var refs [][]byte
-	err := s.scanChunks([]byte{pCustomer}, true, pace, func(k []byte, item *badger.Item) error {
+	err := s.scanChunks([]byte{pCustomer}, pace, func(k []byte, item *badger.Item) error {
 		var c Customer
 		if err := item.Value(func(b []byte) error { return unmarshal(b, &c) }); err != nil {
 			return fmt.Errorf("%w: decode customer: %v", ErrUnavailable, err)
@@ -58,7 +58,7 @@ func (s *DB) SweepPaced(now time.Time, pace Pace) (int, error) {
 	}
 	// expired call records
 	var calls [][]byte
-	err = s.scanChunks([]byte{pCall}, true, pace, func(k []byte, item *badger.Item) error {
+	err = s.scanChunks([]byte{pCall}, pace, func(k []byte, item *badger.Item) error {
 		var c Call
 		if err := item.Value(func(b []byte) error { return unmarshal(b, &c) }); err != nil {
 			return fmt.Errorf("%w: decode call: %v", ErrUnavailable, err)
