@@ -81,7 +81,7 @@ func (t *Txn) PutMemory(id string) error {
 
 // Empty says whether the store holds no customer data (bookkeeping aside).
 func (t *Txn) Empty() (bool, error) {
-	it := t.bt.NewIterator(badger.IteratorOptions{PrefetchValues: false})
+	it := t.bt.NewIterator(scanOptions(nil))
 	defer it.Close()
 	for it.Rewind(); it.Valid(); it.Next() {
 		if k := it.Item().Key(); len(k) > 0 && k[0] != pMeta {

@@ -476,9 +476,9 @@ type Pace func() error
 // ScanChunk is how many records a paced scan reads per transaction.
 const ScanChunk = 1000
 
-// scanChunks calls fn for every record under prefix in key order. Without pace it reads them in one
-// transaction; with one, ScanChunk records per transaction, resuming at
-// the first key it has not handed to fn.
+// scanChunks calls fn for every record under prefix in key order. Without
+// pace it reads them in one transaction; with one, ScanChunk records per
+// transaction, resuming at the first key it has not handed to fn.
 func (s *DB) scanChunks(prefix []byte, pace Pace, fn func(k []byte, item *badger.Item) error) error {
 	chunk := ScanChunk
 	if pace == nil {
