@@ -7,6 +7,8 @@ import (
 	"net"
 	"net/url"
 	"path/filepath"
+	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -20,20 +22,41 @@ type Cluster struct {
 	Servers []*server.Server
 }
 
-// Start runs an n-server cluster named name; each server keeps its
-// JetStream store in its own temporary directory, so a server can be shut
-// down and started again with its data.
+// Start runs an n-server cluster; each server keeps its JetStream store in
+// its own temporary directory, so a server can be shut down and started
+// again with its data.
+//
+// The servers' ports are picked before they start, since each server's
+// routes must name the others. Another test's connection can take a
+// picked port before its server binds it; then the whole cluster is
+// started again on new ports, up to three times.
 func Start(t testing.TB, n int) *Cluster {
 	t.Helper()
-	clientPorts, routePorts := freePorts(t, n), freePorts(t, n)
+	base := t.TempDir()
+	var err error
+	for attempt := 1; attempt <= 3; attempt++ {
+		c := &Cluster{t: t}
+		c.configure(filepath.Join(base, fmt.Sprint(attempt)), n)
+		if err = c.startAll(); err == nil {
+			t.Cleanup(c.Shutdown)
+			c.WaitJetStream()
+			return c
+		}
+		c.Shutdown()
+		t.Logf("starting the NATS cluster, attempt %d: %v", attempt, err)
+	}
+	t.Fatalf("the NATS cluster did not start: %v", err)
+	return nil
+}
+
+func (c *Cluster) configure(base string, n int) {
+	clientPorts, routePorts := freePorts(c.t, n), freePorts(c.t, n)
 	var routes []*url.URL
 	for _, p := range routePorts {
 		routes = append(routes, &url.URL{Scheme: "nats", Host: fmt.Sprintf("127.0.0.1:%d", p)})
 	}
-	c := &Cluster{t: t}
-	base := t.TempDir()
 	for i := range n {
-		o := &server.Options{
+		c.opts = append(c.opts, &server.Options{
 			ServerName: fmt.Sprintf("n%d", i+1),
 			Host:       "127.0.0.1",
 			Port:       clientPorts[i],
@@ -47,16 +70,18 @@ func Start(t testing.TB, n int) *Cluster {
 				Port: routePorts[i],
 			},
 			Routes: routes,
-		}
-		c.opts = append(c.opts, o)
+		})
 		c.Servers = append(c.Servers, nil)
 	}
-	for i := range n {
-		c.Restart(i)
+}
+
+func (c *Cluster) startAll() error {
+	for i := range c.opts {
+		if err := c.start(i); err != nil {
+			return err
+		}
 	}
-	t.Cleanup(c.Shutdown)
-	c.WaitJetStream()
-	return c
+	return nil
 }
 
 // URL is the client URL of server i.
@@ -91,16 +116,35 @@ func (c *Cluster) Stop(i int) {
 // Restart starts server i again (or for the first time).
 func (c *Cluster) Restart(i int) {
 	c.t.Helper()
+	if err := c.start(i); err != nil {
+		c.t.Fatal(err)
+	}
+}
+
+func (c *Cluster) start(i int) error {
 	o := *c.opts[i]
 	s, err := server.NewServer(&o)
 	if err != nil {
-		c.t.Fatalf("nats server %d: %v", i, err)
+		return fmt.Errorf("nats server %d: %v", i, err)
 	}
+	// The servers stay quiet unless one fails to start: then its log
+	// says why (a port taken, most often).
+	log := &logTail{}
+	s.SetLogger(log, false, false)
 	s.Start()
-	if !s.ReadyForConnections(10 * time.Second) {
-		c.t.Fatalf("nats server %d did not start", i)
+	// A listener that fails logs a fatal error and leaves the server
+	// running without it, so the wait stops at that line.
+	ready := false
+	for deadline := time.Now().Add(10 * time.Second); !ready && !log.fatal() && time.Now().Before(deadline); {
+		ready = s.ReadyForConnections(100 * time.Millisecond)
+	}
+	if !ready {
+		s.Shutdown()
+		return fmt.Errorf("nats server %d (client port %d, route port %d) did not start; its log:\n%s",
+			i, c.opts[i].Port, c.opts[i].Cluster.Port, log)
 	}
 	c.Servers[i] = s
+	return nil
 }
 
 // Shutdown stops every server.
@@ -143,3 +187,43 @@ func freePorts(t testing.TB, n int) []int {
 	}
 	return ports
 }
+
+// logTail keeps the last lines of a server's log.
+type logTail struct {
+	mu     sync.Mutex
+	lines  []string
+	fatals int
+}
+
+func (l *logTail) add(level, format string, v ...any) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.lines = append(l.lines, level+" "+fmt.Sprintf(format, v...))
+	if len(l.lines) > 100 {
+		l.lines = l.lines[len(l.lines)-50:]
+	}
+}
+
+func (l *logTail) fatal() bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.fatals > 0
+}
+
+func (l *logTail) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return strings.Join(l.lines, "\n")
+}
+
+func (l *logTail) Noticef(format string, v ...any) { l.add("INF", format, v...) }
+func (l *logTail) Warnf(format string, v ...any)   { l.add("WRN", format, v...) }
+func (l *logTail) Fatalf(format string, v ...any) {
+	l.mu.Lock()
+	l.fatals++
+	l.mu.Unlock()
+	l.add("FTL", format, v...)
+}
+func (l *logTail) Errorf(format string, v ...any) { l.add("ERR", format, v...) }
+func (l *logTail) Debugf(format string, v ...any) {}
+func (l *logTail) Tracef(format string, v ...any) {}
