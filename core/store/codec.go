@@ -324,3 +324,91 @@ type alias string
 
 func (a *alias) encode(e *enc) { e.str(string(*a)) }
 func (a *alias) decode(d *dec) { *a = alias(d.str()) }
+
+// The sweep reads every call and customer record to find the few that
+// expired; decoding each whole record made a dozen allocations of strings
+// and slices it never looked at. These projections walk the same layout
+// and keep only the expiry times, allocating nothing. They must follow the
+// encode functions above field by field (codec_test.go holds them to the
+// full decoders).
+
+// skip passes over a length-prefixed field.
+func (d *dec) skip() { d.bytes() }
+
+func (d *dec) skipTime() {
+	if d.byte() != 0 {
+		d.int()
+	}
+}
+
+func (d *dec) skipIDs() {
+	for range d.count() {
+		d.skip()
+		d.skip()
+		d.skipTime()
+		d.skip()
+	}
+}
+
+func opened(b []byte) (dec, error) {
+	if len(b) == 0 || b[0] != codecVersion {
+		return dec{}, errCorrupt
+	}
+	return dec{b: b[1:]}, nil
+}
+
+// callExpiry is Call.ExpiresAt of an encoded call record.
+func callExpiry(b []byte) (time.Time, error) {
+	d, err := opened(b)
+	if err != nil {
+		return time.Time{}, err
+	}
+	d.skip() // ID
+	d.skip() // CustomerRef
+	d.skip() // Channel
+	d.skipTime()
+	d.skipIDs()
+	d.skip() // DNIS
+	d.skip() // StartFingerprint
+	d.skip() // StartIdentity
+	d.byte() // Ended
+	d.skipTime()
+	d.skip() // EndFingerprint
+	d.skip() // EndResult
+	t := d.time()
+	return t, d.err
+}
+
+// customerVarExpiring reports whether an encoded customer record holds a
+// variable for which expired is true, given its ExpiresAt.
+func customerVarExpiring(b []byte, expired func(time.Time) bool) (bool, error) {
+	d, err := opened(b)
+	if err != nil {
+		return false, err
+	}
+	d.skip() // Ref
+	d.skipTime()
+	d.skipTime()
+	d.skipTime()
+	d.skip() // LastChannel
+	d.skipIDs()
+	for range d.count() { // Intents
+		d.skip()
+		d.skip()
+		d.int()
+		d.skipTime()
+		d.skipTime()
+		d.skip()
+	}
+	found := false
+	for range d.count() { // Variables
+		d.skip()
+		d.skip()
+		d.skip()
+		d.skipTime()
+		if t := d.time(); d.err == nil && expired(t) {
+			found = true
+		}
+	}
+	return found && d.err == nil, d.err
+}

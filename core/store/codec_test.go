@@ -1,9 +1,11 @@
 package store
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"testing"
 	"time"
 )
@@ -41,6 +43,23 @@ func FuzzDecode(f *testing.F) {
 	f.Fuzz(func(t *testing.T, b []byte) {
 		for _, r := range []record{&Customer{}, &Call{}, &Variable{}, &Interaction{}, &refList{}} {
 			_ = unmarshal(b, r) // must not panic or allocate without bound
+		}
+		// The sweep's projections must not panic either, and must agree
+		// with a full decode wherever that succeeds.
+		at, err := callExpiry(b)
+		var c Call
+		if unmarshal(b, &c) == nil && (err != nil || !at.Equal(c.ExpiresAt)) {
+			t.Errorf("callExpiry %v %v, the decoder %v", at, err, c.ExpiresAt)
+		}
+		now := time.Unix(1_800_000_000, 0)
+		expired := func(t time.Time) bool { return !t.IsZero() && t.Before(now) }
+		found, err := customerVarExpiring(b, expired)
+		var cu Customer
+		if unmarshal(b, &cu) == nil {
+			want := slices.ContainsFunc(cu.Variables, func(v Variable) bool { return expired(v.ExpiresAt) })
+			if err != nil || found != want {
+				t.Errorf("customerVarExpiring %v %v, the decoder %v", found, err, want)
+			}
 		}
 	})
 }
@@ -91,5 +110,57 @@ func TestWALSyncFindsTheMemtableLogs(t *testing.T) {
 	}
 	if len(w.files) != before+1 || w.files[filepath.Base(next)] == nil {
 		t.Fatalf("the new memtable file %s is not synced: %v", filepath.Base(next), w.files)
+	}
+}
+
+// The sweep's projections read the same expiry times as the full
+// decoders, for records with every field set, with none, and for calls
+// written before the later fields existed.
+func TestExpiryProjectionsMatchTheDecoders(t *testing.T) {
+	at := time.Date(2026, 12, 3, 12, 0, 0, 0, time.UTC)
+	ids := []Identifier{{Kind: "ani", Value: "+14155550100", LinkedAt: at, Source: "call"}, {Kind: "email", Value: "a@example.test"}}
+	calls := []*Call{
+		{},
+		{ID: "c1", CustomerRef: "r", Channel: "voice", StartedAt: at, Identifiers: ids, DNIS: "+18005550100",
+			StartFingerprint: "sf", StartIdentity: []byte(`{"level":"high"}`), Ended: true, EndedAt: at.Add(time.Minute),
+			EndFingerprint: "ef", EndResult: []byte(`{"x":1}`), ExpiresAt: at.Add(30 * 24 * time.Hour),
+			MergeFingerprints: []string{"m1", "m2"}},
+		{ID: "c2", ExpiresAt: at},
+	}
+	for i, c := range calls {
+		b := marshal(c)
+		for _, rec := range [][]byte{b, b[:len(b)-2]} { // the second as written before MergeFingerprints
+			got, err := callExpiry(rec)
+			if err != nil || !got.Equal(c.ExpiresAt) {
+				t.Errorf("call %d: projection gives %v %v, want %v", i, got, err, c.ExpiresAt)
+			}
+		}
+	}
+	vars := func(exp ...time.Time) []Variable {
+		var vs []Variable
+		for j, e := range exp {
+			vs = append(vs, Variable{Name: fmt.Sprint("v", j), Value: "x", Source: "chat", SetAt: at, ExpiresAt: e})
+		}
+		return vs
+	}
+	now := at.Add(time.Hour)
+	expired := func(t time.Time) bool { return !t.IsZero() && t.Before(now) }
+	customers := []*Customer{
+		{},
+		{Ref: "r", CreatedAt: at, UpdatedAt: at, LastContactAt: at, LastChannel: "chat", Identifiers: ids,
+			Intents:   []Intent{{Name: "refund", Status: "open", AttemptCount: 2, FirstRaisedAt: at, LastContactAt: at, LastChannel: "chat"}},
+			Variables: vars(time.Time{}, now.Add(time.Hour)), Recent: []Interaction{{CallID: "c1", Summary: "s"}}},
+		{Ref: "r2", Variables: vars(now.Add(time.Hour), at)},
+		{Ref: "r3", Variables: vars(time.Time{})},
+	}
+	for i, c := range customers {
+		want := slices.ContainsFunc(c.Variables, func(v Variable) bool { return expired(v.ExpiresAt) })
+		got, err := customerVarExpiring(marshal(c), expired)
+		if err != nil || got != want {
+			t.Errorf("customer %d: projection gives %v %v, want %v", i, got, err, want)
+		}
+	}
+	if _, err := callExpiry([]byte{codecVersion, 200}); err == nil {
+		t.Error("a truncated call record gives no error")
 	}
 }

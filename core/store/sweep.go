@@ -23,16 +23,21 @@ func (s *DB) Sweep(now time.Time) (int, error) { return s.SweepPaced(now, nil) }
 // stop it. An error from pace (a cancelled context) stops it; what it deleted
 // by then stays deleted.
 func (s *DB) SweepPaced(now time.Time, pace Pace) (int, error) {
-	expiredVar := func(v Variable) bool { return !v.ExpiresAt.IsZero() && v.ExpiresAt.Before(now) }
+	expired := func(t time.Time) bool { return !t.IsZero() && t.Before(now) }
+	expiredVar := func(v Variable) bool { return expired(v.ExpiresAt) }
 	total := 0
 	// customers holding expired variables
 	var refs [][]byte
 	err := s.scanChunks([]byte{pCustomer}, pace, func(k []byte, item *badger.Item) error {
-		var c Customer
-		if err := item.Value(func(b []byte) error { return unmarshal(b, &c) }); err != nil {
+		var found bool
+		err := item.Value(func(b []byte) (err error) {
+			found, err = customerVarExpiring(b, expired)
+			return err
+		})
+		if err != nil {
 			return fmt.Errorf("%w: decode customer: %v", ErrUnavailable, err)
 		}
-		if slices.ContainsFunc(c.Variables, expiredVar) {
+		if found {
 			refs = append(refs, append([]byte(nil), k...))
 		}
 		return nil
@@ -59,11 +64,15 @@ func (s *DB) SweepPaced(now time.Time, pace Pace) (int, error) {
 	// expired call records
 	var calls [][]byte
 	err = s.scanChunks([]byte{pCall}, pace, func(k []byte, item *badger.Item) error {
-		var c Call
-		if err := item.Value(func(b []byte) error { return unmarshal(b, &c) }); err != nil {
+		var at time.Time
+		err := item.Value(func(b []byte) (err error) {
+			at, err = callExpiry(b)
+			return err
+		})
+		if err != nil {
 			return fmt.Errorf("%w: decode call: %v", ErrUnavailable, err)
 		}
-		if !c.ExpiresAt.IsZero() && c.ExpiresAt.Before(now) {
+		if expired(at) {
 			calls = append(calls, append([]byte(nil), k...))
 		}
 		return nil
@@ -73,7 +82,7 @@ func (s *DB) SweepPaced(now time.Time, pace Pace) (int, error) {
 	}
 	n, err = s.inBatches(calls, pace, func(t *Txn, k []byte) (int, error) {
 		var c Call
-		if ok, err := t.get(k, &c); err != nil || !ok || c.ExpiresAt.IsZero() || !c.ExpiresAt.Before(now) {
+		if ok, err := t.get(k, &c); err != nil || !ok || !expired(c.ExpiresAt) {
 			return 0, err
 		}
 		if err := t.del(k); err != nil {
