@@ -183,12 +183,12 @@ func (e *Engine) stats(ctx context.Context, from, to time.Time, switchWindow tim
 		return nil, storeErr(err)
 	}
 	walk(hist)
-	err = e.db.EachCallPaced(pace, func(c store.Call) error {
-		if !in(c.StartedAt) || len(c.StartIdentity) == 0 {
+	err = e.db.EachCallStartPaced(pace, func(startedAt time.Time, startIdentity []byte) error {
+		if !in(startedAt) || len(startIdentity) == 0 {
 			return nil
 		}
 		var id struct{ Level, Recommendation string }
-		if json.Unmarshal(c.StartIdentity, &id) == nil && id.Level != "" {
+		if json.Unmarshal(startIdentity, &id) == nil && id.Level != "" {
 			s.CallStarts++
 			s.IdentityLevels[id.Level]++
 			s.Recommendations[id.Recommendation]++

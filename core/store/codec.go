@@ -412,3 +412,24 @@ func customerVarExpiring(b []byte, expired func(time.Time) bool) (bool, error) {
 	}
 	return found && d.err == nil, d.err
 }
+
+// callStart is Call.StartedAt and Call.StartIdentity of an encoded call
+// record; the identity aliases b.
+func callStart(b []byte) (time.Time, []byte, error) {
+	d, err := opened(b)
+	if err != nil {
+		return time.Time{}, nil, err
+	}
+	d.skip() // ID
+	d.skip() // CustomerRef
+	d.skip() // Channel
+	at := d.time()
+	d.skipIDs()
+	d.skip() // DNIS
+	d.skip() // StartFingerprint
+	ident := d.bytes()
+	if d.err != nil {
+		return time.Time{}, nil, d.err
+	}
+	return at, ident, nil
+}

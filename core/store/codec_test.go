@@ -48,8 +48,14 @@ func FuzzDecode(f *testing.F) {
 		// with a full decode wherever that succeeds.
 		at, err := callExpiry(b)
 		var c Call
-		if unmarshal(b, &c) == nil && (err != nil || !at.Equal(c.ExpiresAt)) {
-			t.Errorf("callExpiry %v %v, the decoder %v", at, err, c.ExpiresAt)
+		started, ident, serr := callStart(b)
+		if unmarshal(b, &c) == nil {
+			if err != nil || !at.Equal(c.ExpiresAt) {
+				t.Errorf("callExpiry %v %v, the decoder %v", at, err, c.ExpiresAt)
+			}
+			if serr != nil || !started.Equal(c.StartedAt) || string(ident) != string(c.StartIdentity) {
+				t.Errorf("callStart %v %q %v, the decoder %v %q", started, ident, serr, c.StartedAt, c.StartIdentity)
+			}
 		}
 		now := time.Unix(1_800_000_000, 0)
 		expired := func(t time.Time) bool { return !t.IsZero() && t.Before(now) }
@@ -133,6 +139,10 @@ func TestExpiryProjectionsMatchTheDecoders(t *testing.T) {
 			got, err := callExpiry(rec)
 			if err != nil || !got.Equal(c.ExpiresAt) {
 				t.Errorf("call %d: projection gives %v %v, want %v", i, got, err, c.ExpiresAt)
+			}
+			started, ident, err := callStart(rec)
+			if err != nil || !started.Equal(c.StartedAt) || string(ident) != string(c.StartIdentity) {
+				t.Errorf("call %d: start projection gives %v %q %v", i, started, ident, err)
 			}
 		}
 	}

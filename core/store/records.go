@@ -469,6 +469,22 @@ func (s *DB) EachCallPaced(pace Pace, fn func(c Call) error) error {
 	})
 }
 
+// EachCallStartPaced is EachCallPaced for a scan that needs only each
+// call's start time and the identity its start returned (the statistics
+// job): it decodes nothing else. The identity's bytes are valid only
+// during fn, which must not keep them.
+func (s *DB) EachCallStartPaced(pace Pace, fn func(startedAt time.Time, startIdentity []byte) error) error {
+	return s.scanChunks([]byte{pCall}, pace, func(_ []byte, item *badger.Item) error {
+		return item.Value(func(b []byte) error {
+			at, ident, err := callStart(b)
+			if err != nil {
+				return fmt.Errorf("%w: decode call: %v", ErrUnavailable, err)
+			}
+			return fn(at, ident)
+		})
+	})
+}
+
 // Pace is called between the chunks of a paced scan, outside any
 // transaction; an error stops the scan and is returned.
 type Pace func() error

@@ -27,6 +27,24 @@ func BenchmarkEachCall(b *testing.B) {
 	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*benchCallCount), "ns/record")
 }
 
+// BenchmarkEachCallStart is the statistics job's scan of the same calls,
+// which reads only each call's start time and identity.
+func BenchmarkEachCallStart(b *testing.B) {
+	db := benchCalls(b)
+	b.ResetTimer()
+	b.ReportAllocs()
+	for b.Loop() {
+		n := 0
+		if err := db.EachCallStartPaced(func() error { return nil }, func(time.Time, []byte) error { n++; return nil }); err != nil {
+			b.Fatal(err)
+		}
+		if n != benchCallCount {
+			b.Fatalf("scanned %d calls, not %d", n, benchCallCount)
+		}
+	}
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*benchCallCount), "ns/record")
+}
+
 // BenchmarkSweepScan is the periodic sweep over the same calls when none
 // has expired, its usual case: the cost per call record it passes.
 func BenchmarkSweepScan(b *testing.B) {
