@@ -140,10 +140,10 @@ func marshal(r record) []byte {
 }
 
 func unmarshal(b []byte, r record) error {
-	if len(b) == 0 || b[0] != codecVersion {
-		return errCorrupt
+	d, err := opened(b)
+	if err != nil {
+		return err
 	}
-	d := dec{b: b[1:]}
 	r.decode(&d)
 	return d.err
 }
@@ -325,12 +325,12 @@ type alias string
 func (a *alias) encode(e *enc) { e.str(string(*a)) }
 func (a *alias) decode(d *dec) { *a = alias(d.str()) }
 
-// The sweep reads every call and customer record to find the few that
-// expired; decoding each whole record made a dozen allocations of strings
-// and slices it never looked at. These projections walk the same layout
-// and keep only the expiry times, allocating nothing. They must follow the
-// encode functions above field by field (codec_test.go holds them to the
-// full decoders).
+// The sweep and the statistics job read every call (and the sweep every
+// customer) record for one or two fields; decoding each whole record made
+// a dozen allocations of strings and slices they never looked at. These
+// projections walk the same layout and keep only those fields, allocating
+// nothing. They must follow the encode functions above field by field
+// (codec_test.go and FuzzDecode hold them to the full decoders).
 
 // skip passes over a length-prefixed field.
 func (d *dec) skip() { d.bytes() }
@@ -363,20 +363,26 @@ func callExpiry(b []byte) (time.Time, error) {
 	if err != nil {
 		return time.Time{}, err
 	}
-	d.skip() // ID
-	d.skip() // CustomerRef
-	d.skip() // Channel
-	d.skipTime()
-	d.skipIDs()
-	d.skip() // DNIS
-	d.skip() // StartFingerprint
-	d.skip() // StartIdentity
+	callHead(&d)
 	d.byte() // Ended
 	d.skipTime()
 	d.skip() // EndFingerprint
 	d.skip() // EndResult
 	t := d.time()
 	return t, d.err
+}
+
+// callHead reads a call record up to its start's identity, and returns
+// StartedAt and StartIdentity (aliasing the record).
+func callHead(d *dec) (time.Time, []byte) {
+	d.skip() // ID
+	d.skip() // CustomerRef
+	d.skip() // Channel
+	at := d.time()
+	d.skipIDs()
+	d.skip() // DNIS
+	d.skip() // StartFingerprint
+	return at, d.bytes()
 }
 
 // customerVarExpiring reports whether an encoded customer record holds a
@@ -420,14 +426,7 @@ func callStart(b []byte) (time.Time, []byte, error) {
 	if err != nil {
 		return time.Time{}, nil, err
 	}
-	d.skip() // ID
-	d.skip() // CustomerRef
-	d.skip() // Channel
-	at := d.time()
-	d.skipIDs()
-	d.skip() // DNIS
-	d.skip() // StartFingerprint
-	ident := d.bytes()
+	at, ident := callHead(&d)
 	if d.err != nil {
 		return time.Time{}, nil, d.err
 	}

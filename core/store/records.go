@@ -452,26 +452,10 @@ func (s *DB) EachInteractionPaced(pace Pace, fn func(ref string, h Interaction) 
 	})
 }
 
-// EachCall calls fn for every call record in the store.
-func (s *DB) EachCall(fn func(c Call) error) error {
-	return s.EachCallPaced(nil, fn)
-}
-
-// EachCallPaced is EachCall in chunks with pace between them, as
-// EachInteractionPaced.
-func (s *DB) EachCallPaced(pace Pace, fn func(c Call) error) error {
-	return s.scanChunks([]byte{pCall}, pace, func(_ []byte, item *badger.Item) error {
-		var c Call
-		if err := item.Value(func(b []byte) error { return unmarshal(b, &c) }); err != nil {
-			return fmt.Errorf("%w: decode call: %v", ErrUnavailable, err)
-		}
-		return fn(c)
-	})
-}
-
-// EachCallStartPaced is EachCallPaced for a scan that needs only each
-// call's start time and the identity its start returned (the statistics
-// job): it decodes nothing else. The identity's bytes are valid only
+// EachCallStartPaced calls fn for every call record, in chunks with pace
+// between them as EachInteractionPaced, with only the call's start time
+// and the identity its start returned (the statistics job): it decodes
+// nothing else. The identity's bytes are valid only
 // during fn, which must not keep them.
 func (s *DB) EachCallStartPaced(pace Pace, fn func(startedAt time.Time, startIdentity []byte) error) error {
 	return s.scanChunks([]byte{pCall}, pace, func(_ []byte, item *badger.Item) error {

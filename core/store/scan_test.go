@@ -74,14 +74,14 @@ func TestPacedScanSeesEveryRecordOnceAcrossChunks(t *testing.T) {
 	}
 
 	calls := 0
-	if err := db.EachCallPaced(func() error { return nil }, func(Call) error { calls++; return nil }); err != nil || calls != customers*each {
+	if err := db.EachCallStartPaced(func() error { return nil }, func(time.Time, []byte) error { calls++; return nil }); err != nil || calls != customers*each {
 		t.Errorf("paced call scan: %d calls, %v", calls, err)
 	}
 
 	// a pace that fails stops the scan with its error, after one chunk
 	stop := errors.New("stop")
 	n := 0
-	err = db.EachCallPaced(func() error { return stop }, func(Call) error { n++; return nil })
+	err = db.EachCallStartPaced(func() error { return stop }, func(time.Time, []byte) error { n++; return nil })
 	if !errors.Is(err, stop) || n != ScanChunk {
 		t.Errorf("a failing pace: %v after %d calls, want stop after %d", err, n, ScanChunk)
 	}

@@ -28,7 +28,7 @@ func putCalls(t *testing.T, db *DB, prefix, ref string, n int, exp time.Time) {
 func countCalls(t *testing.T, db *DB) int {
 	t.Helper()
 	n := 0
-	if err := db.EachCall(func(Call) error { n++; return nil }); err != nil {
+	if err := db.EachCallStartPaced(nil, func(time.Time, []byte) error { n++; return nil }); err != nil {
 		t.Fatal(err)
 	}
 	return n

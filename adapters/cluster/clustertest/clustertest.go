@@ -135,7 +135,7 @@ func (c *Cluster) start(i int) error {
 	// A listener that fails logs a fatal error and leaves the server
 	// running without it, so the wait stops at that line.
 	ready := false
-	for deadline := time.Now().Add(10 * time.Second); !ready && !log.fatal() && time.Now().Before(deadline); {
+	for deadline := time.Now().Add(10 * time.Second); !ready && !log.failed() && time.Now().Before(deadline); {
 		ready = s.ReadyForConnections(100 * time.Millisecond)
 	}
 	if !ready {
@@ -190,24 +190,25 @@ func freePorts(t testing.TB, n int) []int {
 
 // logTail keeps the last lines of a server's log.
 type logTail struct {
-	mu     sync.Mutex
-	lines  []string
-	fatals int
+	mu    sync.Mutex
+	lines []string
+	fatal bool // a fatal line was logged
 }
 
 func (l *logTail) add(level, format string, v ...any) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	l.fatal = l.fatal || level == "FTL"
 	l.lines = append(l.lines, level+" "+fmt.Sprintf(format, v...))
 	if len(l.lines) > 100 {
 		l.lines = l.lines[len(l.lines)-50:]
 	}
 }
 
-func (l *logTail) fatal() bool {
+func (l *logTail) failed() bool {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	return l.fatals > 0
+	return l.fatal
 }
 
 func (l *logTail) String() string {
@@ -218,12 +219,7 @@ func (l *logTail) String() string {
 
 func (l *logTail) Noticef(format string, v ...any) { l.add("INF", format, v...) }
 func (l *logTail) Warnf(format string, v ...any)   { l.add("WRN", format, v...) }
-func (l *logTail) Fatalf(format string, v ...any) {
-	l.mu.Lock()
-	l.fatals++
-	l.mu.Unlock()
-	l.add("FTL", format, v...)
-}
-func (l *logTail) Errorf(format string, v ...any) { l.add("ERR", format, v...) }
-func (l *logTail) Debugf(format string, v ...any) {}
-func (l *logTail) Tracef(format string, v ...any) {}
+func (l *logTail) Fatalf(format string, v ...any)  { l.add("FTL", format, v...) }
+func (l *logTail) Errorf(format string, v ...any)  { l.add("ERR", format, v...) }
+func (l *logTail) Debugf(format string, v ...any)  {}
+func (l *logTail) Tracef(format string, v ...any)  {}
