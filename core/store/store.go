@@ -57,6 +57,7 @@ type DB struct {
 	retries int
 	syncer  syncer
 	guard   *diskGuard // nil in memory
+	drainer *builderDrainer
 }
 
 // Open opens (creating if needed) the store in opts.Dir.
@@ -123,6 +124,11 @@ func Open(opts Options) (*DB, error) {
 		s.retries = 16
 	}
 	s.syncer.init(bdb)
+	if p := builderPool(bdb); p != nil {
+		s.drainer = startBuilderDrainer(p, builderDrainEvery)
+	} else {
+		opts.Logger.Warn("this Badger keeps its table builders' buffers where the store cannot release them; the heap may hold hundreds of MiB more")
+	}
 	if !opts.InMemory {
 		s.syncer.wal = &walSyncer{dir: opts.Dir}
 	}
@@ -143,6 +149,7 @@ func Open(opts Options) (*DB, error) {
 
 // Close flushes and closes the store.
 func (s *DB) Close() error {
+	s.drainer.close()
 	if s.guard != nil {
 		s.guard.close()
 	}
