@@ -181,7 +181,15 @@ func TestClusterNodeKilledUnderLoad(t *testing.T) {
 					exec.Command("cp", "-a", d, fmt.Sprintf("/tmp/diverged-%d", i)).Run()
 				}
 			}
-			t.Fatalf("the nodes did not converge: %+v\n%s", infos, nodes[1].log())
+			// Each node that lags prints its log, and the restarted one
+			// always does.
+			var logs strings.Builder
+			for i, ci := range infos {
+				if i == 1 || !ci.Ready || ci.Applied != ci.Last || ci.StateDigest != infos[0].StateDigest {
+					fmt.Fprintf(&logs, "--- node %d:\n%s\n", i, nodes[i].log())
+				}
+			}
+			t.Fatalf("the nodes did not converge: %+v\n%s", infos, logs.String())
 		}
 		time.Sleep(50 * time.Millisecond) // polling a condition, with a deadline
 	}
