@@ -101,8 +101,11 @@ type Memory struct {
 	last      atomic.Uint64 // the log's last sequence, as last seen
 	first     atomic.Uint64
 	following atomic.Bool // a consumer is delivering
-	caughtUp  atomic.Bool // has been level with the log since starting
-	opened    atomic.Bool
+	// kick makes follow drop its consumer and start a new one (watch
+	// does, when the node stopped applying while the stream holds more).
+	kick     chan struct{}
+	caughtUp atomic.Bool // has been level with the log since starting
+	opened   atomic.Bool
 
 	nc          *nats.Conn
 	keys        *keyring
@@ -372,6 +375,7 @@ func (m *Memory) Run(ctx context.Context, a Applier) error {
 	m.mu.Lock()
 	m.appliedF = a.Applied
 	m.mu.Unlock()
+	m.kick = make(chan struct{}, 1)
 	var wg sync.WaitGroup
 	wg.Add(2)
 	go func() { defer wg.Done(); m.watch(ctx, a) }()
@@ -419,6 +423,7 @@ func (m *Memory) follow(ctx context.Context, a Applier) error {
 		select {
 		case <-ctx.Done():
 		case <-stop:
+		case <-m.kick:
 		}
 		it.Stop()
 	}()
@@ -501,6 +506,13 @@ func (m *Memory) applyOne(ctx context.Context, a Applier, seq uint64, stored []b
 func (m *Memory) watch(ctx context.Context, a Applier) {
 	t := time.NewTicker(time.Second)
 	defer t.Stop()
+	// An ordered consumer on a NATS server that went away could leave the
+	// node waiting for ever: cluster tests saw a node stay at 0 of 600
+	// applied, and writes through it time out, while the other nodes went
+	// on. If the stream holds entries past what this node applied and
+	// none was applied for followStall, follow starts a new consumer.
+	var lastApplied uint64
+	lastProgress := time.Now()
 	for {
 		select {
 		case <-ctx.Done():
@@ -520,11 +532,26 @@ func (m *Memory) watch(ctx context.Context, a Applier) {
 		} else {
 			m.setWritable(true, "")
 		}
-		if a.Applied().Seq >= info.State.LastSeq {
+		applied := a.Applied().Seq
+		if applied >= info.State.LastSeq {
 			m.caughtUp.Store(true)
+		}
+		if applied != lastApplied || applied >= info.State.LastSeq {
+			lastApplied, lastProgress = applied, time.Now()
+		} else if m.following.Load() && time.Since(lastProgress) >= followStall {
+			m.log.Warn("the shared memory's consumer delivers nothing while the stream holds more; starting a new one", "applied", applied, "last", info.State.LastSeq)
+			select {
+			case m.kick <- struct{}{}:
+			default:
+			}
+			lastProgress = time.Now()
 		}
 	}
 }
+
+// followStall is how long a node may apply nothing while the stream holds
+// entries it has not applied before its consumer is replaced.
+const followStall = 10 * time.Second
 
 // Status is the node's view of the shared memory.
 type Status struct {
