@@ -506,13 +506,7 @@ func (m *Memory) applyOne(ctx context.Context, a Applier, seq uint64, stored []b
 func (m *Memory) watch(ctx context.Context, a Applier) {
 	t := time.NewTicker(time.Second)
 	defer t.Stop()
-	// An ordered consumer on a NATS server that went away could leave the
-	// node waiting for ever: cluster tests saw a node stay at 0 of 600
-	// applied, and writes through it time out, while the other nodes went
-	// on. If the stream holds entries past what this node applied and
-	// none was applied for followStall, follow starts a new consumer.
-	var lastApplied uint64
-	lastProgress := time.Now()
+	var stall stallWatch
 	for {
 		select {
 		case <-ctx.Done():
@@ -536,15 +530,12 @@ func (m *Memory) watch(ctx context.Context, a Applier) {
 		if applied >= info.State.LastSeq {
 			m.caughtUp.Store(true)
 		}
-		if applied != lastApplied || applied >= info.State.LastSeq {
-			lastApplied, lastProgress = applied, time.Now()
-		} else if m.following.Load() && time.Since(lastProgress) >= followStall {
+		if stall.stalled(applied, info.State.LastSeq, time.Now()) && m.following.Load() {
 			m.log.Warn("the shared memory's consumer delivers nothing while the stream holds more; starting a new one", "applied", applied, "last", info.State.LastSeq)
 			select {
 			case m.kick <- struct{}{}:
 			default:
 			}
-			lastProgress = time.Now()
 		}
 	}
 }
@@ -552,6 +543,31 @@ func (m *Memory) watch(ctx context.Context, a Applier) {
 // followStall is how long a node may apply nothing while the stream holds
 // entries it has not applied before its consumer is replaced.
 const followStall = 10 * time.Second
+
+// stallWatch tells when a node has applied nothing for followStall while
+// the stream holds entries past what it applied. An ordered consumer on a
+// NATS server that went away could leave the node waiting for ever:
+// cluster tests saw a node stay at 0 of 600 applied, and writes through it
+// time out, while the other nodes went on.
+type stallWatch struct {
+	applied uint64
+	since   time.Time // when applied last moved, or the node was level
+}
+
+// stalled notes what the node applied and the stream's last sequence at
+// now, and says whether the consumer should be replaced; after a yes it
+// waits another followStall.
+func (w *stallWatch) stalled(applied, last uint64, now time.Time) bool {
+	if w.since.IsZero() || applied != w.applied || applied >= last {
+		w.applied, w.since = applied, now
+		return false
+	}
+	if now.Sub(w.since) < followStall {
+		return false
+	}
+	w.since = now
+	return true
+}
 
 // Status is the node's view of the shared memory.
 type Status struct {

@@ -18,7 +18,7 @@ import (
 // seconds in which no table was started: under a steady write load,
 // never. Issue 17's heap profiles at a million customers showed the pool
 // holding 193 to 447 MiB (eight allocators of 8 MiB, most grown by
-// memtable flushes to 40-100 MiB): that memory was live to the collector,
+// memtable flushes to 56-120 MiB): that memory was live to the collector,
 // so the heap sat near its soft limit and the collector ran two to three
 // times a second.
 //
