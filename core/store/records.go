@@ -128,6 +128,9 @@ type Txn struct {
 	// read-ahead worker holds, which records what it reads there.
 	ahead   *readAhead
 	filling bool
+	// exp holds the earliest expiry of each record read or written, so
+	// a write changes the expiry index only when it changed (expiry.go).
+	exp map[string]int64
 }
 
 func key(prefix byte, parts ...string) []byte {
@@ -180,10 +183,17 @@ func (t *Txn) decode(k, b []byte, v record) error {
 	if err := unmarshal(b, v); err != nil {
 		return fmt.Errorf("%w: decode %q: %v", ErrUnavailable, k[:1], err)
 	}
+	t.readExpiry(k, v)
 	return nil
 }
 
-func (t *Txn) put(k []byte, v record) error { return t.set(k, marshal(v)) }
+// put writes record v at k, and its expiry to the expiry index.
+func (t *Txn) put(k []byte, v record) error {
+	if err := t.indexExpiry(k, v); err != nil {
+		return err
+	}
+	return t.set(k, marshal(v))
+}
 
 // set is every write of a value: a read-ahead worker may not write, and a
 // record read ahead is read again once t wrote it.
@@ -200,6 +210,13 @@ func (t *Txn) set(k, b []byte) error {
 func (t *Txn) del(k []byte) error {
 	if err := t.written(k); err != nil {
 		return err
+	}
+	if was := t.exp[string(k)]; was != 0 && indexed(k) {
+		// a record this transaction read: its index key goes too
+		t.exp[string(k)] = 0
+		if err := t.del(expiryKey(was, k)); err != nil {
+			return err
+		}
 	}
 	if err := t.bt.Delete(k); err != nil {
 		return fmt.Errorf("%w: delete: %v", ErrUnavailable, err)

@@ -144,6 +144,9 @@ func Open(opts Options) (*DB, error) {
 			opts.Logger.Warn("the store opened but refuses writes until this is fixed", "problem", err)
 		}
 	}
+	if err := s.markEmptyIndexed(); err != nil {
+		opts.Logger.Warn("could not mark the new store's expiry index; its first sweep reads every record", "err", err)
+	}
 	return s, nil
 }
 

@@ -1,0 +1,204 @@
+package store
+
+import (
+	"encoding/binary"
+	"fmt"
+	"math"
+	"time"
+
+	"github.com/dgraph-io/badger/v4"
+)
+
+// The expiry index (issue 17). Every customer record holding a variable
+// with an expiry, and every call record with one, has a key
+//
+//	Zexp\0<8-byte big-endian Unix nanoseconds><record key>
+//
+// at its earliest expiry, so the periodic sweep
+// reads the few keys due instead of every record in the store. At a
+// million customers the full scan read the whole store every ten minutes
+// (about 1 GiB of tables), emptied the block cache the calls read from, and
+// was the slowest stretch of the mixed load.
+//
+// The index may hold stale keys: a record written again with a later
+// expiry, or deleted, leaves its old key behind unless the same
+// transaction read it first. The sweep re-reads each record a due key
+// names, does what the record itself says, and deletes the key, so a
+// stale key costs one read when its time comes. What the index must never
+// miss is a record's current earliest expiry: every write of a customer or
+// call record goes through Txn.put, which writes it.
+//
+// The index is node-local bookkeeping under pMeta: StateDigest leaves it
+// out, and snapshots carry it. A store written before the index existed
+// has no keyExpiryIndexed; its first sweep reads every record as before,
+// indexes what it keeps, and sets the key.
+var (
+	expiryPrefix     = []byte{pMeta, 'e', 'x', 'p', 0}
+	keyExpiryIndexed = []byte{pMeta, 'e', 'x', 'p', 'v', '1'}
+)
+
+// expiryKey is the index key of record key k due at sec (Unix nanoseconds).
+func expiryKey(sec int64, k []byte) []byte {
+	b := make([]byte, 0, len(expiryPrefix)+8+len(k))
+	b = append(b, expiryPrefix...)
+	b = binary.BigEndian.AppendUint64(b, uint64(sec))
+	return append(b, k...)
+}
+
+// parseExpiryKey splits an index key into its time and record key.
+func parseExpiryKey(b []byte) (int64, []byte, bool) {
+	if len(b) < len(expiryPrefix)+8+1 {
+		return 0, nil, false
+	}
+	b = b[len(expiryPrefix):]
+	return int64(binary.BigEndian.Uint64(b)), b[8:], true
+}
+
+// expiryNanos is the index's time of expiry t: Unix nanoseconds, so a
+// key is due exactly when its expiry is before the sweep's now; 0 for no
+// expiry, 1 for one before 1970 and the largest value for one past 2262.
+func expiryNanos(t time.Time) int64 {
+	switch {
+	case t.IsZero():
+		return 0
+	case t.Unix() >= math.MaxInt64/int64(time.Second):
+		return math.MaxInt64
+	}
+	return max(t.UnixNano(), 1)
+}
+
+// expiryOf is the time (expiryNanos) of a record's earliest expiry, 0 for none or
+// for a record the index does not cover.
+func expiryOf(v record) int64 {
+	switch r := v.(type) {
+	case *Customer:
+		var first int64
+		for _, x := range r.Variables {
+			if s := expiryNanos(x.ExpiresAt); s != 0 && (first == 0 || s < first) {
+				first = s
+			}
+		}
+		return first
+	case *Call:
+		return expiryNanos(r.ExpiresAt)
+	}
+	return 0
+}
+
+// indexed says whether the index covers records under k's prefix.
+func indexed(k []byte) bool { return len(k) > 0 && (k[0] == pCustomer || k[0] == pCall) }
+
+// readExpiry notes the earliest expiry of a record t read, so a write of
+// it in t changes the index only when the expiry changed.
+func (t *Txn) readExpiry(k []byte, v record) {
+	if t.filling || !indexed(k) {
+		return
+	}
+	if t.exp == nil {
+		t.exp = make(map[string]int64)
+	}
+	t.exp[string(k)] = expiryOf(v)
+}
+
+// indexExpiry keeps the index in step with the write of record v at k.
+func (t *Txn) indexExpiry(k []byte, v record) error {
+	if !indexed(k) {
+		return nil
+	}
+	now := expiryOf(v)
+	was, read := t.exp[string(k)]
+	if read && was == now {
+		return nil
+	}
+	if read && was != 0 {
+		if err := t.del(expiryKey(was, k)); err != nil {
+			return err
+		}
+	}
+	if now != 0 {
+		if err := t.set(expiryKey(now, k), nil); err != nil {
+			return err
+		}
+	}
+	if t.exp == nil {
+		t.exp = make(map[string]int64)
+	}
+	t.exp[string(k)] = now
+	return nil
+}
+
+// markIndexed records that the index covers the whole store.
+func (t *Txn) markIndexed() error { return t.set(keyExpiryIndexed, []byte{1}) }
+
+// Indexed says whether the store's expiry index covers every record.
+func (s *DB) expiryIndexed() (bool, error) {
+	var ok bool
+	err := s.View(func(t *Txn) error {
+		_, err := t.bt.Get(keyExpiryIndexed)
+		switch {
+		case err == nil:
+			ok = true
+		case err != badger.ErrKeyNotFound:
+			return fmt.Errorf("%w: read: %v", ErrUnavailable, err)
+		}
+		return nil
+	})
+	return ok, err
+}
+
+// markEmptyIndexed sets keyExpiryIndexed on a store holding no records,
+// which the index covers from its first write.
+func (s *DB) markEmptyIndexed() error {
+	return s.Update(func(t *Txn) error {
+		if _, err := t.bt.Get(keyExpiryIndexed); err == nil {
+			return nil
+		}
+		empty, err := t.Empty()
+		if err != nil || !empty {
+			return err
+		}
+		return t.markIndexed()
+	})
+}
+
+// dueEntry is an index key the sweep found due.
+type dueEntry struct{ index, record []byte }
+
+// due lists the index keys due before now, ScanChunk of them per
+// transaction with pace between chunks.
+func (s *DB) due(now time.Time, pace Pace) ([]dueEntry, error) {
+	cut := expiryNanos(now) // due: before now
+	var out []dueEntry
+	from := expiryPrefix
+	for {
+		var next []byte
+		err := s.View(func(t *Txn) error {
+			n := 0
+			return t.iterate(expiryPrefix, from, func(k []byte, _ *badger.Item) (bool, error) {
+				sec, rec, ok := parseExpiryKey(k)
+				if ok && sec >= cut {
+					return false, nil
+				}
+				if n == ScanChunk && pace != nil {
+					next = append([]byte(nil), k...)
+					return false, nil
+				}
+				n++
+				ik := append([]byte(nil), k...)
+				if ok {
+					out = append(out, dueEntry{index: ik, record: ik[len(ik)-len(rec):]})
+				} else {
+					out = append(out, dueEntry{index: ik}) // malformed: dropped
+				}
+				return true, nil
+			})
+		})
+		if err != nil || next == nil {
+			return out, err
+		}
+		if err := pace(); err != nil {
+			return out, err
+		}
+		from = next
+	}
+}
