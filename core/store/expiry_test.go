@@ -137,20 +137,7 @@ func TestIndexFollowsTheEarliestExpiry(t *testing.T) {
 // batches, with pace between them; stopped by its pace it deleted
 // nothing, and the next sweep does it all.
 func TestSweepDuePaced(t *testing.T) {
-	db := tempDB(t)
-	now := time.Date(2026, 12, 3, 12, 0, 0, 0, time.UTC)
-	expired, live := 2*ScanChunk+10, ScanChunk+5
-	putCalls(t, db, "old", "cust_a", expired, now.Add(-time.Minute))
-	putCalls(t, db, "new", "cust_a", live, now.Add(time.Hour))
-	err := db.Update(func(tx *Txn) error {
-		return tx.PutCustomer(Customer{Ref: "cust_a", Variables: []Variable{
-			{Name: "gone", Value: "x", ExpiresAt: now.Add(-time.Second)},
-			{Name: "kept", Value: "y", ExpiresAt: now.Add(time.Hour)},
-		}})
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
+	db, now, expired, live := sweepFixture(t)
 	if n := len(indexKeys(t, db)); n != expired+live+1 {
 		t.Fatalf("%d index keys, want %d", n, expired+live+1)
 	}

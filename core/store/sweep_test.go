@@ -34,14 +34,13 @@ func countCalls(t *testing.T, db *DB) int {
 	return n
 }
 
-// A paced sweep of a store the expiry index does not cover yet reads
-// every record in chunks with pace between them and deletes what an
-// unpaced one would; an error from pace stops it. (TestSweepDuePaced is
-// the same for the indexed sweep.)
-func TestSweepPaced(t *testing.T) {
-	db := tempDB(t)
-	now := time.Date(2026, 12, 3, 12, 0, 0, 0, time.UTC)
-	expired, live := 2*ScanChunk+10, ScanChunk+5
+// sweepFixture is a store holding expired calls (over two chunks), live
+// ones, and a customer with an expired and a live variable.
+func sweepFixture(t *testing.T) (db *DB, now time.Time, expired, live int) {
+	t.Helper()
+	db = tempDB(t)
+	now = time.Date(2026, 12, 3, 12, 0, 0, 0, time.UTC)
+	expired, live = 2*ScanChunk+10, ScanChunk+5
 	putCalls(t, db, "old", "cust_a", expired, now.Add(-time.Minute))
 	putCalls(t, db, "new", "cust_a", live, now.Add(time.Hour))
 	err := db.Update(func(tx *Txn) error {
@@ -53,6 +52,15 @@ func TestSweepPaced(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	return db, now, expired, live
+}
+
+// A paced sweep of a store the expiry index does not cover yet reads
+// every record in chunks with pace between them and deletes what an
+// unpaced one would; an error from pace stops it. (TestSweepDuePaced is
+// the same for the indexed sweep.)
+func TestSweepPaced(t *testing.T) {
+	db, now, expired, live := sweepFixture(t)
 	unindex(t, db)
 
 	// Stopped by its pace at the first chance, after the first chunk of
