@@ -2,6 +2,7 @@ package store
 
 import (
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"math"
 	"time"
@@ -37,11 +38,11 @@ var (
 	keyExpiryIndexed = []byte{pMeta, 'e', 'x', 'p', 'v', '1'}
 )
 
-// expiryKey is the index key of record key k due at sec (Unix nanoseconds).
-func expiryKey(sec int64, k []byte) []byte {
+// expiryKey is the index key of record key k due at at (expiryNanos).
+func expiryKey(at int64, k []byte) []byte {
 	b := make([]byte, 0, len(expiryPrefix)+8+len(k))
 	b = append(b, expiryPrefix...)
-	b = binary.BigEndian.AppendUint64(b, uint64(sec))
+	b = binary.BigEndian.AppendUint64(b, uint64(at))
 	return append(b, k...)
 }
 
@@ -88,16 +89,20 @@ func expiryOf(v record) int64 {
 // indexed says whether the index covers records under k's prefix.
 func indexed(k []byte) bool { return len(k) > 0 && (k[0] == pCustomer || k[0] == pCall) }
 
-// readExpiry notes the earliest expiry of a record t read, so a write of
-// it in t changes the index only when the expiry changed.
+// readExpiry notes the earliest expiry of a record a writing transaction
+// read, so a write of it changes the index only when the expiry changed.
+// Reads in View (a ringing call's lookups) note nothing.
 func (t *Txn) readExpiry(k []byte, v record) {
-	if t.filling || !indexed(k) {
-		return
+	if t.writes && indexed(k) {
+		t.noteExpiry(k, expiryOf(v))
 	}
+}
+
+func (t *Txn) noteExpiry(k []byte, at int64) {
 	if t.exp == nil {
 		t.exp = make(map[string]int64)
 	}
-	t.exp[string(k)] = expiryOf(v)
+	t.exp[string(k)] = at
 }
 
 // indexExpiry keeps the index in step with the write of record v at k.
@@ -120,17 +125,14 @@ func (t *Txn) indexExpiry(k []byte, v record) error {
 			return err
 		}
 	}
-	if t.exp == nil {
-		t.exp = make(map[string]int64)
-	}
-	t.exp[string(k)] = now
+	t.noteExpiry(k, now)
 	return nil
 }
 
 // markIndexed records that the index covers the whole store.
 func (t *Txn) markIndexed() error { return t.set(keyExpiryIndexed, []byte{1}) }
 
-// Indexed says whether the store's expiry index covers every record.
+// expiryIndexed says whether the store's expiry index covers every record.
 func (s *DB) expiryIndexed() (bool, error) {
 	var ok bool
 	err := s.View(func(t *Txn) error {
@@ -161,44 +163,23 @@ func (s *DB) markEmptyIndexed() error {
 	})
 }
 
-// dueEntry is an index key the sweep found due.
-type dueEntry struct{ index, record []byte }
+// errDueEnd ends the scan of due at the first key not yet due.
+var errDueEnd = errors.New("no more keys due")
 
 // due lists the index keys due before now, ScanChunk of them per
-// transaction with pace between chunks.
-func (s *DB) due(now time.Time, pace Pace) ([]dueEntry, error) {
+// transaction with pace between chunks (scanChunks).
+func (s *DB) due(now time.Time, pace Pace) ([][]byte, error) {
 	cut := expiryNanos(now) // due: before now
-	var out []dueEntry
-	from := expiryPrefix
-	for {
-		var next []byte
-		err := s.View(func(t *Txn) error {
-			n := 0
-			return t.iterate(expiryPrefix, from, func(k []byte, _ *badger.Item) (bool, error) {
-				sec, rec, ok := parseExpiryKey(k)
-				if ok && sec >= cut {
-					return false, nil
-				}
-				if n == ScanChunk && pace != nil {
-					next = append([]byte(nil), k...)
-					return false, nil
-				}
-				n++
-				ik := append([]byte(nil), k...)
-				if ok {
-					out = append(out, dueEntry{index: ik, record: ik[len(ik)-len(rec):]})
-				} else {
-					out = append(out, dueEntry{index: ik}) // malformed: dropped
-				}
-				return true, nil
-			})
-		})
-		if err != nil || next == nil {
-			return out, err
+	var out [][]byte
+	err := s.scanChunks(expiryPrefix, pace, func(k []byte, _ *badger.Item) error {
+		if at, _, ok := parseExpiryKey(k); ok && at >= cut {
+			return errDueEnd
 		}
-		if err := pace(); err != nil {
-			return out, err
-		}
-		from = next
+		out = append(out, append([]byte(nil), k...)) // a malformed key is dropped
+		return nil
+	})
+	if errors.Is(err, errDueEnd) {
+		err = nil
 	}
+	return out, err
 }

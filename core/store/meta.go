@@ -132,5 +132,5 @@ func (s *DB) StateDigest() (string, int, error) {
 func (s *DB) Try(fn func(*Txn) error) error {
 	bt := s.bdb.NewTransaction(true)
 	defer bt.Discard()
-	return fn(&Txn{bt: bt})
+	return fn(&Txn{bt: bt, writes: true})
 }

@@ -128,6 +128,9 @@ type Txn struct {
 	// read-ahead worker holds, which records what it reads there.
 	ahead   *readAhead
 	filling bool
+	// writes marks a read-write transaction (Update, Try): only its
+	// reads note expiries for the index.
+	writes bool
 	// exp holds the earliest expiry of each record read or written, so
 	// a write changes the expiry index only when it changed (expiry.go).
 	exp map[string]int64

@@ -203,7 +203,7 @@ func (s *DB) update(fn func(*Txn) error) error {
 	}
 	bt := s.bdb.NewTransaction(true)
 	defer bt.Discard()
-	t := &Txn{bt: bt}
+	t := &Txn{bt: bt, writes: true}
 	if err := fn(t); err != nil {
 		return err
 	}

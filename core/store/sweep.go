@@ -40,13 +40,9 @@ func (s *DB) SweepPaced(now time.Time, pace Pace) (int, error) {
 // sweepDue sweeps the records the expiry index holds due before now.
 func (s *DB) sweepDue(now time.Time, pace Pace) (int, error) {
 	expired := func(t time.Time) bool { return !t.IsZero() && t.Before(now) }
-	due, err := s.due(now, pace)
+	keys, err := s.due(now, pace)
 	if err != nil {
 		return 0, err
-	}
-	keys := make([][]byte, len(due))
-	for i, d := range due {
-		keys[i] = d.index
 	}
 	return s.inBatches(keys, pace, func(t *Txn, ik []byte) (int, error) {
 		if err := t.del(ik); err != nil {
