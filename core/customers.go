@@ -144,6 +144,13 @@ func (e *Engine) erase(t *store.Txn, c store.Customer) error {
 		return err
 	}
 	for _, id := range calls {
+		if call, ok, err := t.Call(id); err != nil {
+			return err
+		} else if ok {
+			if err := t.DeleteCallStart(call); err != nil { // statistics index
+				return err
+			}
+		}
 		if err := t.DeleteCall(c.Ref, id); err != nil {
 			return err
 		}
@@ -251,6 +258,11 @@ func (e *Engine) applyMerge(t *store.Txn, into, from string, now time.Time) (str
 			return "", err
 		}
 		addRecent(&dst, h, e.opts.HistoryLimit)
+	}
+	if len(hist) > 0 {
+		if err := e.retally(t, dst.Ref); err != nil { // statistics index
+			return "", err
+		}
 	}
 	calls, err := t.CallIDs(src.Ref)
 	if err != nil {

@@ -188,6 +188,7 @@ func (e *Engine) end(t *store.Txn, p *endPlan, out **EndResult, wrote *bool) err
 
 	// Who is this?
 	var cust store.Customer
+	created := false // a new customer: no history yet
 	var linkIDs []store.Identifier
 	if p.hints != nil {
 		linkIDs = append(linkIDs, p.hints.identifiers()...)
@@ -203,7 +204,7 @@ func (e *Engine) end(t *store.Txn, p *endPlan, out **EndResult, wrote *bool) err
 			return err
 		}
 		if !ok {
-			c = store.Customer{Ref: req.CustomerRef, CreatedAt: now}
+			c, created = store.Customer{Ref: req.CustomerRef, CreatedAt: now}, true
 		}
 		cust = c
 	case found:
@@ -212,7 +213,7 @@ func (e *Engine) end(t *store.Txn, p *endPlan, out **EndResult, wrote *bool) err
 			return err
 		}
 		if !ok {
-			c = store.Customer{Ref: call.CustomerRef, CreatedAt: now}
+			c, created = store.Customer{Ref: call.CustomerRef, CreatedAt: now}, true
 		}
 		cust = c
 	case p.hints != nil && len(p.hints.claims) > 0 || p.hints != nil && p.hints.ref != "":
@@ -229,7 +230,7 @@ func (e *Engine) end(t *store.Txn, p *endPlan, out **EndResult, wrote *bool) err
 			if ref == "" {
 				ref = p.newRef()
 			}
-			cust = store.Customer{Ref: ref, CreatedAt: now}
+			cust, created = store.Customer{Ref: ref, CreatedAt: now}, true
 		}
 	default:
 		return invalid("invalid request", Issue{Path: []any{"customer_ref"},
@@ -279,6 +280,7 @@ func (e *Engine) end(t *store.Txn, p *endPlan, out **EndResult, wrote *bool) err
 		inter.DNIS = p.hints.dnis
 	}
 	var prevIntent string
+	replaced := false
 	if merging {
 		if old, ok, err := e.interaction(t, cust.Ref, call); err != nil {
 			return err
@@ -288,10 +290,14 @@ func (e *Engine) end(t *store.Txn, p *endPlan, out **EndResult, wrote *bool) err
 			if err := t.DeleteInteraction(cust.Ref, old); err != nil {
 				return err
 			}
+			replaced = true
 			cust.Recent = slices.DeleteFunc(cust.Recent, func(h store.Interaction) bool { return h.CallID == old.CallID })
 		}
 	}
 	if err := t.PutInteraction(cust.Ref, inter); err != nil {
+		return err
+	}
+	if err := e.tallyEnd(t, cust.Ref, inter, !replaced, created); err != nil { // statistics index
 		return err
 	}
 	addRecent(&cust, inter, e.opts.HistoryLimit)

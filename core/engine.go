@@ -451,6 +451,9 @@ func (e *Engine) applyStart(t *store.Txn, p *startPlan, now time.Time, newRef fu
 		Identity: rs.callIdentity(hs), // identity (issue 14): what Start learned about who it is
 	}
 	unassignedHeadline(res, call)
+	if err := tallyStart(t, call); err != nil { // statistics index
+		return nil, err
+	}
 	return res, t.PutCall(call)
 }
 

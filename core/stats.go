@@ -2,7 +2,7 @@ package core
 
 import (
 	"context"
-	"encoding/json"
+	"fmt"
 	"slices"
 	"time"
 
@@ -101,67 +101,116 @@ func (e *Engine) stats(ctx context.Context, from, to time.Time, switchWindow tim
 		return nil, invalid("invalid request", Issue{Path: []any{"to"}, Message: "must be after from"})
 	}
 	if switchWindow <= 0 {
-		switchWindow = 7 * 24 * time.Hour
+		switchWindow = defaultSwitchWindow
 	}
-	s := &Stats{
+	if switchWindow == defaultSwitchWindow {
+		if pace != nil {
+			if err := e.indexStats(ctx, pace); err != nil {
+				return nil, err
+			}
+		}
+		ok, err := e.statsIndexed()
+		if err != nil {
+			return nil, storeErr(err)
+		}
+		if ok {
+			return e.statsFromIndex(from, to, pace)
+		}
+	}
+	return e.statsFromRecords(ctx, from, to, switchWindow, pace)
+}
+
+// tallied adds up the figures of Stats from what each contact and call
+// start in the window counts.
+type tallied struct {
+	s            *Stats
+	withIntent   int
+	toResolution []time.Duration
+}
+
+func newTallied(from, to time.Time, switchWindow time.Duration) *tallied {
+	return &tallied{s: &Stats{
 		From: TS(from), To: TS(to), Contacts: map[string]int{}, SwitchesByPath: map[string]int{},
 		SwitchWindowDays: int(switchWindow / (24 * time.Hour)),
 		IdentityLevels:   map[string]int{}, Recommendations: map[string]int{},
-	}
-	in := func(t time.Time) bool { return !t.Before(from) && t.Before(to) }
-	var toResolution []time.Duration
-	withIntent := 0
+	}}
+}
 
-	type intentState struct {
-		open     bool
-		last     time.Time
-		switched time.Time
+func (a *tallied) contact(cl contactClass) {
+	s := a.s
+	s.Contacts[cl.Channel]++
+	s.TotalContacts++
+	if cl.From != "" {
+		s.ChannelSwitches++
+		s.SwitchesByPath[cl.From+">"+cl.Channel]++
 	}
-	// walk one customer's history, oldest first
-	walk := func(hist []store.Interaction) {
-		slices.SortFunc(hist, func(a, b store.Interaction) int { return a.EndedAt.Compare(b.EndedAt) })
-		intents := map[string]*intentState{}
-		for i, h := range hist {
-			counted := in(h.EndedAt)
-			switched := i > 0 && hist[i-1].Channel != h.Channel && h.EndedAt.Sub(hist[i-1].EndedAt) <= switchWindow
-			if counted {
-				s.Contacts[h.Channel]++
-				s.TotalContacts++
-				if switched {
-					s.ChannelSwitches++
-					s.SwitchesByPath[hist[i-1].Channel+">"+h.Channel]++
-				}
+	if cl.Intent {
+		a.withIntent++
+		if cl.Repeat {
+			s.RepeatContacts++
+		}
+	}
+	if cl.Resolved {
+		a.toResolution = append(a.toResolution, cl.ToResolution)
+	}
+}
+
+func (a *tallied) start(st startSummary) {
+	a.s.CallStarts++
+	a.s.IdentityLevels[st.Level]++
+	a.s.Recommendations[st.Recommendation]++
+}
+
+func (a *tallied) done() *Stats {
+	if a.withIntent > 0 {
+		a.s.RepeatContactRate = round3(float64(a.s.RepeatContacts) / float64(a.withIntent))
+	}
+	a.s.SwitchToResolution = summarize(a.toResolution)
+	return a.s
+}
+
+// statsFromIndex reads the figures from the statistics index: one key per
+// contact and call start in the window.
+func (e *Engine) statsFromIndex(from, to time.Time, pace store.Pace) (*Stats, error) {
+	a := newTallied(from, to, defaultSwitchWindow)
+	err := e.db.EachContactPaced(from, to, pace, func(b []byte) error {
+		var cl contactClass
+		if err := cl.decode(b); err != nil {
+			return fmt.Errorf("%w: statistics index: %v", store.ErrUnavailable, err)
+		}
+		a.contact(cl)
+		return nil
+	})
+	if err == nil {
+		err = e.db.EachCallStartIndexedPaced(from, to, pace, func(b []byte) error {
+			var st startSummary
+			if err := st.decode(b); err != nil {
+				return fmt.Errorf("%w: statistics index: %v", store.ErrUnavailable, err)
 			}
-			if h.Intent == "" {
-				continue
+			a.start(st)
+			return nil
+		})
+	}
+	if err != nil {
+		return nil, storeErr(err)
+	}
+	return a.done(), nil
+}
+
+// statsFromRecords computes the figures from the records themselves: every
+// interaction and call in the store.
+func (e *Engine) statsFromRecords(ctx context.Context, from, to time.Time, switchWindow time.Duration, pace store.Pace) (*Stats, error) {
+	a := newTallied(from, to, switchWindow)
+	in := func(t time.Time) bool { return !t.Before(from) && t.Before(to) }
+	// walk one customer's history
+	walkAll := func(hist []store.Interaction) {
+		oldestFirst(hist)
+		var w walk
+		for _, h := range hist {
+			cl := w.step(h, switchWindow, e.opts.IntentWindow)
+			if in(h.EndedAt) {
+				a.contact(cl)
 			}
-			st := intents[h.Intent]
-			if st == nil {
-				st = &intentState{}
-				intents[h.Intent] = st
-			}
-			live := st.open && h.EndedAt.Sub(st.last) <= e.opts.IntentWindow
-			if counted {
-				withIntent++
-				if live {
-					s.RepeatContacts++
-				}
-			}
-			if !live {
-				st.switched = time.Time{}
-			}
-			if switched && st.switched.IsZero() && (live || h.IntentStatus != StatusResolved) {
-				st.switched = h.EndedAt
-			}
-			if h.IntentStatus == StatusResolved {
-				if counted && !st.switched.IsZero() {
-					toResolution = append(toResolution, h.EndedAt.Sub(st.switched))
-				}
-				st.open, st.switched = false, time.Time{}
-			} else {
-				st.open = true
-			}
-			st.last = h.EndedAt
 		}
 	}
 	var cur string
@@ -171,7 +220,7 @@ func (e *Engine) stats(ctx context.Context, from, to time.Time, switchWindow tim
 			if err := ctx.Err(); err != nil {
 				return err
 			}
-			walk(hist)
+			walkAll(hist)
 			cur, hist = ref, hist[:0]
 		}
 		if h.EndedAt.Before(to) {
@@ -182,25 +231,18 @@ func (e *Engine) stats(ctx context.Context, from, to time.Time, switchWindow tim
 	if err != nil {
 		return nil, storeErr(err)
 	}
-	walk(hist)
+	walkAll(hist)
 	err = e.db.EachCallStartPaced(pace, func(startedAt time.Time, startIdentity []byte) error {
-		if !in(startedAt) || len(startIdentity) == 0 {
+		if !in(startedAt) {
 			return nil
 		}
-		var id struct{ Level, Recommendation string }
-		if json.Unmarshal(startIdentity, &id) == nil && id.Level != "" {
-			s.CallStarts++
-			s.IdentityLevels[id.Level]++
-			s.Recommendations[id.Recommendation]++
+		if st, ok := summarizeStart(startIdentity); ok {
+			a.start(st)
 		}
 		return nil
 	})
 	if err != nil {
 		return nil, storeErr(err)
 	}
-	if withIntent > 0 {
-		s.RepeatContactRate = round3(float64(s.RepeatContacts) / float64(withIntent))
-	}
-	s.SwitchToResolution = summarize(toResolution)
-	return s, nil
+	return a.done(), nil
 }

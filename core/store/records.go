@@ -360,7 +360,8 @@ func (t *Txn) History(ref string, limit int) ([]Interaction, error) {
 	return out, err
 }
 
-// PutInteraction adds an interaction to ref's history.
+// PutInteraction adds an interaction to ref's history. What the
+// statistics count for it is the caller's to write (PutContact).
 func (t *Txn) PutInteraction(ref string, h Interaction) error {
 	return t.put(historyKey(ref, h.EndedAt, h.CallID), &h)
 }
@@ -396,10 +397,13 @@ func (t *Txn) DeleteCustomer(ref string) error {
 			return err
 		}
 		for _, k := range keys {
-			if err := t.del(k); err != nil {
+			if err := t.delHistory(k); err != nil {
 				return err
 			}
 		}
+	}
+	if err := t.del(tallyKey(ref)); err != nil {
+		return err
 	}
 	return t.del(key(pCustomer, ref))
 }
@@ -442,7 +446,7 @@ func (t *Txn) RetargetAliases(ref, target string) error {
 
 // DeleteInteraction removes one interaction from ref's history.
 func (t *Txn) DeleteInteraction(ref string, h Interaction) error {
-	return t.del(historyKey(ref, h.EndedAt, h.CallID))
+	return t.delHistory(historyKey(ref, h.EndedAt, h.CallID))
 }
 
 // EachInteraction calls fn for every interaction in the store, grouped by
@@ -500,11 +504,15 @@ const ScanChunk = 1000
 // pace it reads them in one transaction; with one, ScanChunk records per
 // transaction, resuming at the first key it has not handed to fn.
 func (s *DB) scanChunks(prefix []byte, pace Pace, fn func(k []byte, item *badger.Item) error) error {
+	return s.scanChunksFrom(prefix, prefix, pace, fn)
+}
+
+// scanChunksFrom is scanChunks starting at key from.
+func (s *DB) scanChunksFrom(prefix, from []byte, pace Pace, fn func(k []byte, item *badger.Item) error) error {
 	chunk := ScanChunk
 	if pace == nil {
 		chunk = math.MaxInt
 	}
-	from := prefix
 	for {
 		var next []byte
 		err := s.View(func(t *Txn) error {

@@ -177,6 +177,9 @@ func dropExpiredCall(t *Txn, k []byte, expired func(time.Time) bool) (int, error
 	if err := t.del(k); err != nil {
 		return 0, err
 	}
+	if err := t.DeleteCallStart(c); err != nil {
+		return 0, err
+	}
 	return 1, t.del(key(pCustCall, c.CustomerRef, c.ID))
 }
 
