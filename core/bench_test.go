@@ -180,6 +180,10 @@ func percentile(d []time.Duration, p float64) time.Duration {
 
 var callSeq atomic.Int64
 
+// endTick is BenchmarkEndParallel's clock, across runs (-count) on the
+// same store.
+var endTick atomic.Int64
+
 // BenchmarkStart measures a start (resolve plus context read plus the call
 // record) in the engine for a known caller, one at a time: its p50 and p99.
 func BenchmarkStart(b *testing.B) {
@@ -285,7 +289,10 @@ func BenchmarkStartParallel(b *testing.B) {
 func BenchmarkEndParallel(b *testing.B) {
 	n := benchSizes()[0]
 	bs := openBench(b, n)
-	e := core.New(core.Options{Store: bs.db, Now: func() time.Time { return bs.now }})
+	// Each end at its own time, as real ones are: with one frozen clock
+	// every end ties with the customer's last contact, and the statistics
+	// index walks the customer's whole history again for each (tally.go).
+	e := core.New(core.Options{Store: bs.db, Now: func() time.Time { return bs.now.Add(time.Duration(endTick.Add(1)) * time.Microsecond) }})
 	ctx := context.Background()
 	b.SetParallelism(32)
 	began := time.Now()
@@ -302,4 +309,39 @@ func BenchmarkEndParallel(b *testing.B) {
 		}
 	})
 	b.ReportMetric(float64(b.N)/time.Since(began).Seconds(), "ends/s")
+}
+
+// BenchmarkStatsPass is one pass of the statistics job (the last day's
+// figures) over the preloaded store: from every record, and from the
+// statistics index (tally.go), which the first paced pass builds.
+func BenchmarkStatsPass(b *testing.B) {
+	n := benchSizes()[0]
+	bs := openBench(b, n)
+	e := core.New(core.Options{Store: bs.db, Now: func() time.Time { return bs.now }})
+	ctx := context.Background()
+	from, to := bs.now.Add(-24*time.Hour), bs.now.Add(time.Minute)
+	b.Run("records", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			if _, err := e.StatsFromRecords(ctx, from, to, 0); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	began := time.Now()
+	if _, err := e.BackgroundStats(ctx, from, to, 0, 1); err != nil {
+		b.Fatal(err)
+	}
+	b.Logf("the index's backfill over %d customers took %s", n, time.Since(began).Round(time.Millisecond))
+	b.Run("index", func(b *testing.B) {
+		b.ReportAllocs()
+		var s *core.Stats
+		for b.Loop() {
+			var err error
+			if s, err = e.Stats(ctx, from, to, 0); err != nil {
+				b.Fatal(err)
+			}
+		}
+		b.ReportMetric(float64(s.TotalContacts), "contacts")
+	})
 }
