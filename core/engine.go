@@ -73,6 +73,7 @@ type Engine struct {
 	log  *slog.Logger
 	rep  *replication // nil: standalone
 	acc  *accessLog   // access log (issue 15)
+	gen  string       // the statistics index's settings (statsGen)
 
 	scrub  chan struct{} // an erasure asks Run to scrub the store
 	scrubs atomic.Int64  // scrubs completed
@@ -127,6 +128,7 @@ func New(opts Options) *Engine {
 	}
 	e := &Engine{opts: opts, db: opts.Store, log: opts.Logger, scrub: make(chan struct{}, 1),
 		acc: newAccessLog(opts.AccessQueue)}
+	e.gen = statsGen(opts.IntentWindow)
 	if opts.Log != nil {
 		e.rep = newReplication(opts.Log)
 	}
@@ -451,7 +453,7 @@ func (e *Engine) applyStart(t *store.Txn, p *startPlan, now time.Time, newRef fu
 		Identity: rs.callIdentity(hs), // identity (issue 14): what Start learned about who it is
 	}
 	unassignedHeadline(res, call)
-	if err := tallyStart(t, call); err != nil { // statistics index
+	if err := putStart(t, call, startSummary{res.Identity.Level, res.Identity.Recommendation}); err != nil { // statistics index
 		return nil, err
 	}
 	return res, t.PutCall(call)

@@ -127,9 +127,10 @@ func oldestFirst(hist []store.Interaction) {
 }
 
 // statsGen names the settings the index's counts depend on: a store
-// indexed under others is walked again.
-func (e *Engine) statsGen() string {
-	return fmt.Sprintf("v1 switch=%d intent=%d", defaultSwitchWindow, e.opts.IntentWindow)
+// indexed under others is walked again. Every tally holds it, so it is
+// short.
+func statsGen(intentWindow time.Duration) string {
+	return fmt.Sprintf("1:%x:%x", int64(defaultSwitchWindow), int64(intentWindow))
 }
 
 // tallyEnd keeps the index in step after the end path wrote h to ref's
@@ -137,7 +138,7 @@ func (e *Engine) statsGen() string {
 // the history held nothing before h; the walk then takes one step when h
 // comes after everything before it.
 func (e *Engine) tallyEnd(t *store.Txn, ref string, h store.Interaction, appended, fresh bool) error {
-	gen := e.statsGen()
+	gen := e.gen
 	if appended && fresh {
 		return e.tallyStep(t, ref, &walk{Gen: gen}, h)
 	}
@@ -170,7 +171,7 @@ func (e *Engine) retally(t *store.Txn, ref string) error {
 		return err
 	}
 	oldestFirst(hist)
-	w := walk{Gen: e.statsGen()}
+	w := walk{Gen: e.gen}
 	for _, h := range hist {
 		if err := t.PutContact(ref, h, w.step(h, defaultSwitchWindow, e.opts.IntentWindow).encode()); err != nil {
 			return err
@@ -203,11 +204,21 @@ func summarizeStart(ident []byte) (startSummary, bool) {
 	return startSummary{id.Level, id.Recommendation}, true
 }
 
-// tallyStart writes the start key of call c (its record holds the start's
-// identity).
+// tallyStart writes the start key of call c from its record's start
+// identity (the backfill).
 func tallyStart(t *store.Txn, c store.Call) error {
 	s, ok := summarizeStart(c.StartIdentity)
 	if !ok {
+		return nil
+	}
+	return t.PutCallStart(c, s.encode())
+}
+
+// putStart writes the start key of call c, which Start is writing with
+// an identity of level and recommendation s (what summarizeStart reads
+// back from the record).
+func putStart(t *store.Txn, c store.Call, s startSummary) error {
+	if s.Level == "" {
 		return nil
 	}
 	return t.PutCallStart(c, s.encode())
@@ -219,7 +230,7 @@ func (e *Engine) statsIndexed() (bool, error) {
 	var ok bool
 	err := e.db.View(func(t *store.Txn) error {
 		b, found, err := t.StatsIndex()
-		ok = found && string(b) == e.statsGen()
+		ok = found && string(b) == e.gen
 		return err
 	})
 	return ok, err
@@ -238,7 +249,7 @@ func (e *Engine) indexStats(ctx context.Context, pace store.Pace) error {
 	if ok, err := e.statsIndexed(); err != nil || ok {
 		return err
 	}
-	gen := e.statsGen()
+	gen := e.gen
 	began, done := time.Now(), 0
 	inBatches := func(keys []string, fn func(t *store.Txn, key string) error) error {
 		for len(keys) > 0 {
