@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"hash/fnv"
 	"math"
 	"slices"
 	"time"
@@ -128,9 +129,11 @@ func oldestFirst(hist []store.Interaction) {
 
 // statsGen names the settings the index's counts depend on: a store
 // indexed under others is walked again. Every tally holds it, so it is
-// short.
+// a 64-bit hash of them.
 func statsGen(intentWindow time.Duration) string {
-	return fmt.Sprintf("1:%x:%x", int64(defaultSwitchWindow), int64(intentWindow))
+	h := fnv.New64a()
+	fmt.Fprintf(h, "v1 switch=%d intent=%d", int64(defaultSwitchWindow), int64(intentWindow))
+	return string(h.Sum(nil))
 }
 
 // tallyEnd keeps the index in step after the end path wrote h to ref's

@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"hash/fnv"
 	"math"
 	"time"
 
@@ -20,7 +21,7 @@ import (
 // every five minutes and was the mixed load's worst stretch. So the engine
 // writes what each interaction and call start counts as it writes them:
 //
-//	Zcon\0<8-byte big-endian Unix ns of EndedAt><history key>  what the interaction counts (core's bytes)
+//	Zcon\0<8-byte big-endian Unix ns of EndedAt><8-byte hash of the history key>  what the interaction counts (core's bytes)
 //	Ztly\0<ref>                                                 where the count of ref's history stands (core's bytes)
 //	Zcst\0<8-byte big-endian Unix ns of StartedAt><call ID>      what the call's start counts (core's bytes)
 //	Zstatsv1                                                    the index covers the store, for core's settings (core's bytes)
@@ -61,14 +62,19 @@ func timeKey(prefix []byte, at uint64, rest []byte) []byte {
 }
 
 // contactKey is the index key of history key hk, whose EndedAt it holds
-// (historyKey stores MaxUint64 minus its Unix nanoseconds).
+// (historyKey stores MaxUint64 minus its Unix nanoseconds). The key ends
+// in a 64-bit hash of hk rather than hk itself: it is written on every
+// end, and two interactions would have to end in the same nanosecond to
+// need the hash to tell them apart.
 func contactKey(hk []byte) ([]byte, bool) {
 	i := bytes.IndexByte(hk[1:], 0)
 	if i < 0 || len(hk) < 1+i+1+8 {
 		return nil, false
 	}
 	ns := math.MaxUint64 - binary.BigEndian.Uint64(hk[1+i+1:])
-	return timeKey(contactPrefix, indexNanos(time.Unix(0, int64(ns))), hk), true
+	h := fnv.New64a()
+	h.Write(hk)
+	return timeKey(contactPrefix, indexNanos(time.Unix(0, int64(ns))), h.Sum(nil)), true
 }
 
 func tallyKey(ref string) []byte { return append(append([]byte(nil), tallyPrefix...), ref...) }
