@@ -168,7 +168,8 @@ func (e *Engine) Run(ctx context.Context) error {
 			case <-time.After(time.Second):
 			}
 			if err := e.Scrub(); err != nil {
-				e.log.Warn("scrubbing erased records from disk failed; retrying at the next erasure", "err", err)
+				e.log.Warn("scrubbing erased records from disk failed; trying again in a minute", "err", err)
+				time.AfterFunc(time.Minute, e.scrubSoon)
 			}
 		case <-t.C:
 			if e.rep != nil {

@@ -130,6 +130,7 @@ func (s *DB) StateDigest() (string, int, error) {
 // its own writes, and nothing of them stays. A node that cannot reach the
 // shared log answers a ringing call this way from its own copy.
 func (s *DB) Try(fn func(*Txn) error) error {
+	defer s.readers.leave(s.readers.enter())
 	bt := s.bdb.NewTransaction(true)
 	defer bt.Discard()
 	return fn(&Txn{bt: bt, writes: true})

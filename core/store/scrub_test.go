@@ -2,9 +2,12 @@ package store
 
 import (
 	"bytes"
+	"errors"
 	"os"
 	"path/filepath"
+	"sync"
 	"testing"
+	"time"
 )
 
 // grepDir says which files under dir hold needle.
@@ -72,5 +75,119 @@ func TestScrubLeavesNoDeletedRecordOnDisk(t *testing.T) {
 	}
 	if hits := grepDir(t, dir, []byte(keep)); len(hits) == 0 {
 		t.Fatal("the scrub lost a record it had to keep")
+	}
+}
+
+// scrubFixture is a store holding a customer (the canary) whose record
+// is in a table, for the tests to erase; closeDB closes it once.
+func scrubFixture(t *testing.T) (db *DB, dir, canary string, closeDB func() error) {
+	t.Helper()
+	dir = t.TempDir()
+	db, err := Open(Options{Dir: dir, MinFreeBytes: -1, Compression: "none"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var once sync.Once
+	closeDB = func() error {
+		err := errors.New("closed already")
+		once.Do(func() { err = db.Close() })
+		return err
+	}
+	t.Cleanup(func() { closeDB() })
+	canary = "canary-9d4e@example.com"
+	if err := db.Update(func(tx *Txn) error {
+		return tx.PutCustomer(Customer{Ref: "cust_gone", Identifiers: []Identifier{{Kind: "email", Value: canary}}})
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if err := db.Scrub(); err != nil {
+		t.Fatal(err)
+	}
+	return db, dir, canary, closeDB
+}
+
+func eraseCanary(t *testing.T, db *DB) {
+	t.Helper()
+	if err := db.Update(func(tx *Txn) error { return tx.DeleteCustomer("cust_gone") }); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// holdReader opens a read transaction and keeps it open until release
+// is closed; ended is closed once it has.
+func holdReader(t *testing.T, db *DB) (release, ended chan struct{}) {
+	release, ended, opened := make(chan struct{}), make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(ended)
+		db.View(func(*Txn) error {
+			close(opened)
+			<-release
+			return nil
+		})
+	}()
+	<-opened
+	return release, ended
+}
+
+// A read transaction open since before the erasure would keep the erased
+// record in the compacted tables: Scrub waits for it to end first.
+func TestScrubWaitsForOlderReaders(t *testing.T) {
+	db, dir, canary, closeDB := scrubFixture(t)
+	release, ended := holdReader(t, db)
+	eraseCanary(t, db)
+	waiting := make(chan struct{}, 1)
+	drainWaits = func() { waiting <- struct{}{} }
+	var endedFirst bool
+	scrubBeforeFlatten = func() {
+		select {
+		case <-ended:
+			endedFirst = true
+		default:
+		}
+	}
+	t.Cleanup(func() { drainWaits, scrubBeforeFlatten = nil, nil })
+	done := make(chan error, 1)
+	go func() { done <- db.Scrub() }()
+	select {
+	case <-waiting: // Scrub waits for the reader: let it go
+		close(release)
+	case err := <-done:
+		close(release)
+		t.Fatalf("Scrub did not wait for the open reader (it returned %v)", err)
+	}
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if !endedFirst {
+		t.Fatal("Scrub compacted before the older reader ended")
+	}
+	if err := closeDB(); err != nil {
+		t.Fatal(err)
+	}
+	if hits := grepDir(t, dir, []byte(canary)); len(hits) > 0 {
+		t.Fatalf("the erased record is still in %v after the scrub", hits)
+	}
+}
+
+// A reader that outlives Scrub's wait keeps the erased record in the
+// compacted tables; Scrub must say so rather than report success.
+func TestScrubReportsVersionsAReaderHeld(t *testing.T) {
+	db, dir, canary, _ := scrubFixture(t)
+	release, ended := holdReader(t, db)
+	eraseCanary(t, db)
+	was := scrubDrain
+	scrubDrain = time.Millisecond
+	t.Cleanup(func() { scrubDrain = was })
+	err := db.Scrub()
+	close(release)
+	<-ended
+	if err == nil {
+		if hits := grepDir(t, dir, []byte(canary)); len(hits) > 0 {
+			t.Fatalf("Scrub reported success with the erased record still in %v", hits)
+		}
+		t.Fatal("Scrub reported success although a reader older than the erasure was open through it")
+	}
+	if !errors.Is(err, ErrUnavailable) {
+		t.Fatalf("Scrub failed with %v, not ErrUnavailable", err)
 	}
 }

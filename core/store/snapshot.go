@@ -10,6 +10,7 @@ import (
 // restored from it knows exactly how far the copy had applied the shared
 // log.
 func (s *DB) WriteSnapshot(w io.Writer) error {
+	defer s.readers.leave(s.readers.enter())
 	if _, err := s.bdb.Backup(w, 0); err != nil {
 		return fmt.Errorf("%w: snapshot: %v", ErrUnavailable, err)
 	}

@@ -58,6 +58,7 @@ type DB struct {
 	syncer  syncer
 	guard   *diskGuard // nil in memory
 	drainer *builderDrainer
+	readers readers // open transactions, for Scrub
 }
 
 // Open opens (creating if needed) the store in opts.Dir.
@@ -178,6 +179,7 @@ func (s *DB) Badger() *badger.DB { return s.bdb }
 
 // View runs fn in a read-only transaction.
 func (s *DB) View(fn func(*Txn) error) error {
+	defer s.readers.leave(s.readers.enter())
 	return s.bdb.View(func(bt *badger.Txn) error { return fn(&Txn{bt: bt}) })
 }
 
@@ -201,6 +203,7 @@ func (s *DB) update(fn func(*Txn) error) error {
 			return err
 		}
 	}
+	defer s.readers.leave(s.readers.enter())
 	bt := s.bdb.NewTransaction(true)
 	defer bt.Discard()
 	t := &Txn{bt: bt, writes: true}
