@@ -341,23 +341,29 @@ type tallyDec struct {
 
 var errTallyCorrupt = errors.New("corrupt statistics index value")
 
-func (d *tallyDec) uvarint() uint64 {
-	v, n := binary.Uvarint(d.b)
+// skip moves past a varint of n bytes (n <= 0: none could be read).
+func (d *tallyDec) skip(n int) bool {
 	if n <= 0 {
 		d.err, d.b = errTallyCorrupt, nil
-		return 0
+		return false
 	}
 	d.b = d.b[n:]
+	return true
+}
+
+func (d *tallyDec) uvarint() uint64 {
+	v, n := binary.Uvarint(d.b)
+	if !d.skip(n) {
+		return 0
+	}
 	return v
 }
 
 func (d *tallyDec) int() int64 {
 	v, n := binary.Varint(d.b)
-	if n <= 0 {
-		d.err, d.b = errTallyCorrupt, nil
+	if !d.skip(n) {
 		return 0
 	}
-	d.b = d.b[n:]
 	return v
 }
 

@@ -169,18 +169,18 @@ func (s *DB) eachInWindow(prefix []byte, from, to time.Time, pace Pace, fn func(
 // store, ScanChunk of them at a time, pace between chunks, outside any
 // transaction (the index's backfill writes between them).
 func (s *DB) EachCustomerRefPaced(pace Pace, fn func(refs []string) error) error {
-	return s.eachKeyChunk([]byte{pCustomer}, pace, func(ks [][]byte) error {
-		refs := make([]string, len(ks))
-		for i, k := range ks {
-			refs[i] = string(k[1:])
-		}
-		return fn(refs)
-	})
+	return s.eachIDChunk(pCustomer, pace, fn)
 }
 
 // EachCallIDPaced is EachCustomerRefPaced for the call records' IDs.
 func (s *DB) EachCallIDPaced(pace Pace, fn func(ids []string) error) error {
-	return s.eachKeyChunk([]byte{pCall}, pace, func(ks [][]byte) error {
+	return s.eachIDChunk(pCall, pace, fn)
+}
+
+// eachIDChunk is eachKeyChunk for the keys under a one-byte prefix, handed
+// to fn without it.
+func (s *DB) eachIDChunk(prefix byte, pace Pace, fn func([]string) error) error {
+	return s.eachKeyChunk([]byte{prefix}, pace, func(ks [][]byte) error {
 		ids := make([]string, len(ks))
 		for i, k := range ks {
 			ids[i] = string(k[1:])
