@@ -5,7 +5,6 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
-	"sync"
 	"testing"
 	"time"
 )
@@ -79,21 +78,15 @@ func TestScrubLeavesNoDeletedRecordOnDisk(t *testing.T) {
 }
 
 // scrubFixture is a store holding a customer (the canary) whose record
-// is in a table, for the tests to erase; closeDB closes it once.
-func scrubFixture(t *testing.T) (db *DB, dir, canary string, closeDB func() error) {
+// is in a table, for the tests to erase.
+func scrubFixture(t *testing.T) (db *DB, dir, canary string) {
 	t.Helper()
 	dir = t.TempDir()
 	db, err := Open(Options{Dir: dir, MinFreeBytes: -1, Compression: "none"})
 	if err != nil {
 		t.Fatal(err)
 	}
-	var once sync.Once
-	closeDB = func() error {
-		err := errors.New("closed already")
-		once.Do(func() { err = db.Close() })
-		return err
-	}
-	t.Cleanup(func() { closeDB() })
+	t.Cleanup(func() { db.Close() })
 	canary = "canary-9d4e@example.com"
 	if err := db.Update(func(tx *Txn) error {
 		return tx.PutCustomer(Customer{Ref: "cust_gone", Identifiers: []Identifier{{Kind: "email", Value: canary}}})
@@ -103,7 +96,7 @@ func scrubFixture(t *testing.T) (db *DB, dir, canary string, closeDB func() erro
 	if err := db.Scrub(); err != nil {
 		t.Fatal(err)
 	}
-	return db, dir, canary, closeDB
+	return db, dir, canary
 }
 
 func eraseCanary(t *testing.T, db *DB) {
@@ -132,7 +125,7 @@ func holdReader(t *testing.T, db *DB) (release, ended chan struct{}) {
 // A read transaction open since before the erasure would keep the erased
 // record in the compacted tables: Scrub waits for it to end first.
 func TestScrubWaitsForOlderReaders(t *testing.T) {
-	db, dir, canary, closeDB := scrubFixture(t)
+	db, dir, canary := scrubFixture(t)
 	release, ended := holdReader(t, db)
 	eraseCanary(t, db)
 	waiting := make(chan struct{}, 1)
@@ -161,7 +154,7 @@ func TestScrubWaitsForOlderReaders(t *testing.T) {
 	if !endedFirst {
 		t.Fatal("Scrub compacted before the older reader ended")
 	}
-	if err := closeDB(); err != nil {
+	if err := db.Close(); err != nil {
 		t.Fatal(err)
 	}
 	if hits := grepDir(t, dir, []byte(canary)); len(hits) > 0 {
@@ -172,7 +165,7 @@ func TestScrubWaitsForOlderReaders(t *testing.T) {
 // A reader that outlives Scrub's wait keeps the erased record in the
 // compacted tables; Scrub must say so rather than report success.
 func TestScrubReportsVersionsAReaderHeld(t *testing.T) {
-	db, dir, canary, _ := scrubFixture(t)
+	db, dir, canary := scrubFixture(t)
 	release, ended := holdReader(t, db)
 	eraseCanary(t, db)
 	was := scrubDrain

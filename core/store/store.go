@@ -59,6 +59,9 @@ type DB struct {
 	guard   *diskGuard // nil in memory
 	drainer *builderDrainer
 	readers readers // open transactions, for Scrub
+
+	closeOnce sync.Once
+	closeErr  error
 }
 
 // Open opens (creating if needed) the store in opts.Dir.
@@ -151,16 +154,20 @@ func Open(opts Options) (*DB, error) {
 	return s, nil
 }
 
-// Close flushes and closes the store.
+// Close flushes and closes the store. Closing it again returns what the
+// first Close returned.
 func (s *DB) Close() error {
-	s.drainer.close()
-	if s.guard != nil {
-		s.guard.close()
-	}
-	if s.syncer.wal != nil {
-		s.syncer.wal.close()
-	}
-	return s.bdb.Close()
+	s.closeOnce.Do(func() {
+		s.drainer.close()
+		if s.guard != nil {
+			s.guard.close()
+		}
+		if s.syncer.wal != nil {
+			s.syncer.wal.close()
+		}
+		s.closeErr = s.bdb.Close()
+	})
+	return s.closeErr
 }
 
 // Writable says whether writes are accepted now, and if not, why.
