@@ -107,33 +107,36 @@ func eraseCanary(t *testing.T, db *DB) {
 }
 
 // holdReader opens a read transaction and keeps it open until release
-// is closed; ended is closed once it has.
-func holdReader(t *testing.T, db *DB) (release, ended chan struct{}) {
-	release, ended, opened := make(chan struct{}), make(chan struct{}), make(chan struct{})
+// is closed. finishing is closed as its function returns (the store then
+// ends the transaction), ended once View has returned.
+func holdReader(t *testing.T, db *DB) (release, finishing, ended chan struct{}) {
+	release, finishing, ended = make(chan struct{}), make(chan struct{}), make(chan struct{})
+	opened := make(chan struct{})
 	go func() {
 		defer close(ended)
 		db.View(func(*Txn) error {
 			close(opened)
 			<-release
+			close(finishing)
 			return nil
 		})
 	}()
 	<-opened
-	return release, ended
+	return release, finishing, ended
 }
 
 // A read transaction open since before the erasure would keep the erased
 // record in the compacted tables: Scrub waits for it to end first.
 func TestScrubWaitsForOlderReaders(t *testing.T) {
 	db, dir, canary := scrubFixture(t)
-	release, ended := holdReader(t, db)
+	release, finishing, _ := holdReader(t, db)
 	eraseCanary(t, db)
 	waiting := make(chan struct{}, 1)
 	drainWaits = func() { waiting <- struct{}{} }
 	var endedFirst bool
 	scrubBeforeFlatten = func() {
 		select {
-		case <-ended:
+		case <-finishing:
 			endedFirst = true
 		default:
 		}
@@ -166,7 +169,7 @@ func TestScrubWaitsForOlderReaders(t *testing.T) {
 // compacted tables; Scrub must say so rather than report success.
 func TestScrubReportsVersionsAReaderHeld(t *testing.T) {
 	db, dir, canary := scrubFixture(t)
-	release, ended := holdReader(t, db)
+	release, _, ended := holdReader(t, db)
 	eraseCanary(t, db)
 	was := scrubDrain
 	scrubDrain = time.Millisecond
