@@ -104,14 +104,18 @@ func (e *Engine) stats(ctx context.Context, from, to time.Time, switchWindow tim
 		switchWindow = defaultSwitchWindow
 	}
 	if switchWindow == defaultSwitchWindow {
-		if pace != nil {
+		// a paced pass builds the index when the store has none; Stats
+		// (unpaced) reads the records until one has
+		ok := pace != nil
+		if ok {
 			if err := e.indexStats(ctx, pace); err != nil {
 				return nil, err
 			}
-		}
-		ok, err := e.statsIndexed()
-		if err != nil {
-			return nil, storeErr(err)
+		} else {
+			var err error
+			if ok, err = e.statsIndexed(); err != nil {
+				return nil, storeErr(err)
+			}
 		}
 		if ok {
 			return e.statsFromIndex(from, to, pace)

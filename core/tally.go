@@ -146,16 +146,25 @@ func (e *Engine) tallyEnd(t *store.Txn, ref string, h store.Interaction, appende
 		return e.tallyStep(t, ref, &walk{Gen: gen}, h)
 	}
 	if appended {
-		b, ok, err := t.Tally(ref)
+		w, ok, err := e.readTally(t, ref)
 		if err != nil {
 			return err
 		}
-		var w walk
-		if ok && w.decode(b) == nil && w.Gen == gen && w.next(h) {
+		if ok && w.next(h) {
 			return e.tallyStep(t, ref, &w, h)
 		}
 	}
 	return e.retally(t, ref)
+}
+
+// readTally returns ref's tally; ok is false when it has none under this
+// engine's settings (none at all, unreadable, or another generation).
+func (e *Engine) readTally(t *store.Txn, ref string) (w walk, ok bool, err error) {
+	b, found, err := t.Tally(ref)
+	if err != nil || !found {
+		return w, false, err
+	}
+	return w, w.decode(b) == nil && w.Gen == e.gen, nil
 }
 
 func (e *Engine) tallyStep(t *store.Txn, ref string, w *walk, h store.Interaction) error {
@@ -210,11 +219,8 @@ func summarizeStart(ident []byte) (startSummary, bool) {
 // tallyStart writes the start key of call c from its record's start
 // identity (the backfill).
 func tallyStart(t *store.Txn, c store.Call) error {
-	s, ok := summarizeStart(c.StartIdentity)
-	if !ok {
-		return nil
-	}
-	return t.PutCallStart(c, s.encode())
+	s, _ := summarizeStart(c.StartIdentity)
+	return putStart(t, c, s)
 }
 
 // putStart writes the start key of call c, which Start is writing with
@@ -252,7 +258,6 @@ func (e *Engine) indexStats(ctx context.Context, pace store.Pace) error {
 	if ok, err := e.statsIndexed(); err != nil || ok {
 		return err
 	}
-	gen := e.gen
 	began, done := time.Now(), 0
 	inBatches := func(keys []string, fn func(t *store.Txn, key string) error) error {
 		for len(keys) > 0 {
@@ -277,13 +282,8 @@ func (e *Engine) indexStats(ctx context.Context, pace store.Pace) error {
 	err := e.db.EachCustomerRefPaced(pace, func(refs []string) error {
 		done += len(refs)
 		return inBatches(refs, func(t *store.Txn, ref string) error {
-			b, ok, err := t.Tally(ref)
-			if err != nil {
+			if _, ok, err := e.readTally(t, ref); err != nil || ok {
 				return err
-			}
-			var w walk
-			if ok && w.decode(b) == nil && w.Gen == gen {
-				return nil
 			}
 			// read the record, so an end writing this customer meanwhile
 			// conflicts with this walk
@@ -308,7 +308,7 @@ func (e *Engine) indexStats(ctx context.Context, pace store.Pace) error {
 	if err != nil {
 		return storeErr(err)
 	}
-	if err := e.db.Update(func(t *store.Txn) error { return t.PutStatsIndex([]byte(gen)) }); err != nil {
+	if err := e.db.Update(func(t *store.Txn) error { return t.PutStatsIndex([]byte(e.gen)) }); err != nil {
 		return storeErr(err)
 	}
 	e.log.Info("statistics index built", "customers", done, "took", time.Since(began).Round(time.Millisecond))

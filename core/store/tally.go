@@ -222,8 +222,8 @@ func (s *DB) eachKeyChunk(prefix []byte, pace Pace, fn func([][]byte) error) err
 
 // DropStatsIndex forgets the statistics index (every key above), so the
 // next paced statistics pass walks the store again as if it were written
-// before the index: for a store whose figures are in doubt, and for the
-// tests of that walk. It flushes the memtables (DropPrefix).
+// before the index. The tests of that walk use it; no command calls it.
+// It flushes the memtables (DropPrefix).
 func (s *DB) DropStatsIndex() error {
 	if err := s.bdb.DropPrefix(contactPrefix, tallyPrefix, startPrefix, keyStatsIndex); err != nil {
 		return fmt.Errorf("%w: drop the statistics index: %v", ErrUnavailable, err)
